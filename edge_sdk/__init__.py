@@ -1,0 +1,32 @@
+"""edge-sdk: progressive, machine-oriented learned image compression for edge GPUs.
+
+The public API takes and returns NumPy arrays and bytes. The bitstream layer is
+:mod:`edge_sdk.runtime`; its most used names are re-exported here.
+"""
+
+from edge_sdk.runtime import (
+    BitstreamError,
+    ChunkSchedule,
+    EntropyTables,
+    LatentDecoder,
+    Ordering,
+    StreamInfo,
+    decode_stream,
+    encode_latent,
+    read_header,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BitstreamError",
+    "ChunkSchedule",
+    "EntropyTables",
+    "LatentDecoder",
+    "Ordering",
+    "StreamInfo",
+    "__version__",
+    "decode_stream",
+    "encode_latent",
+    "read_header",
+]

@@ -1,0 +1,1 @@
+"""The ``edge-sdk`` command line (typer)."""

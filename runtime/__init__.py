@@ -1,0 +1,60 @@
+"""edge-sdk runtime: bitstream, entropy coding and trit-plane scheduling in NumPy.
+
+This package never imports torch; ``tests/runtime/test_import.py`` proves it.
+"""
+
+from .bitstream import FORMAT_VERSION, Header, Ordering, PriorMode
+from .codec import ChunkSchedule, LatentDecoder, StreamInfo, decode_stream, encode_latent, read_header
+from .errors import (
+    BitstreamError,
+    BundleMismatchError,
+    CorruptChunkError,
+    CorruptStreamError,
+    ForeignStreamError,
+    PriorMismatchError,
+    TableError,
+    TableMismatchError,
+    TruncatedStreamError,
+)
+from .tables import (
+    EntropyTables,
+    TritTables,
+    ZTables,
+    build_trit_tables,
+    build_z_tables,
+    default_entropy_tables,
+    laplace_z_tables,
+    log_spaced_scales,
+    scale_to_index,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "BitstreamError",
+    "BundleMismatchError",
+    "ChunkSchedule",
+    "CorruptChunkError",
+    "CorruptStreamError",
+    "EntropyTables",
+    "ForeignStreamError",
+    "Header",
+    "LatentDecoder",
+    "Ordering",
+    "PriorMismatchError",
+    "PriorMode",
+    "StreamInfo",
+    "TableError",
+    "TableMismatchError",
+    "TritTables",
+    "TruncatedStreamError",
+    "ZTables",
+    "build_trit_tables",
+    "build_z_tables",
+    "decode_stream",
+    "default_entropy_tables",
+    "encode_latent",
+    "laplace_z_tables",
+    "log_spaced_scales",
+    "read_header",
+    "scale_to_index",
+]

@@ -1,0 +1,48 @@
+"""Typed errors raised by the runtime when a bitstream or a table cannot be used.
+
+Every failure while reading a stream is a :class:`BitstreamError`, so callers
+can catch one type; the subclasses say what went wrong. The message always
+names the part of the stream involved (header field, z section, chunk index).
+"""
+
+from __future__ import annotations
+
+
+class BitstreamError(ValueError):
+    """A bitstream cannot be decoded as it is."""
+
+
+class ForeignStreamError(BitstreamError):
+    """The bytes are not an edge-sdk stream, or use a format version we do not read."""
+
+
+class TruncatedStreamError(BitstreamError):
+    """The stream ends before a part that is required (header or z section)."""
+
+
+class CorruptStreamError(BitstreamError):
+    """A checksum or a structural check failed: the bytes were damaged in transit."""
+
+
+class CorruptChunkError(CorruptStreamError):
+    """A y chunk failed to decode or failed its CRC; ``chunk`` is its index."""
+
+    def __init__(self, message: str, chunk: int):
+        super().__init__(message)
+        self.chunk = chunk
+
+
+class TableMismatchError(BitstreamError):
+    """The stream was written with other entropy tables than the decoder holds."""
+
+
+class PriorMismatchError(BitstreamError):
+    """The decoder's hyperprior output (scale indices) differs from the encoder's."""
+
+
+class TableError(ValueError):
+    """Entropy tables are malformed (damaged file, wrong shapes, broken invariants)."""
+
+
+class BundleMismatchError(BitstreamError):
+    """The stream names another model bundle than the one decoding it."""
