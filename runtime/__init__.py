@@ -4,7 +4,16 @@ This package never imports torch; ``tests/runtime/test_import.py`` proves it.
 """
 
 from .bitstream import FORMAT_VERSION, Header, Ordering, PriorMode
-from .codec import ChunkSchedule, LatentDecoder, StreamInfo, decode_stream, encode_latent, read_header
+from .codec import (
+    ChunkSchedule,
+    LatentDecoder,
+    StreamInfo,
+    decode_stream,
+    encode_latent,
+    level_boundaries,
+    read_header,
+    truncate_to_level,
+)
 from .errors import (
     BitstreamError,
     BundleMismatchError,
@@ -54,7 +63,9 @@ __all__ = [
     "default_entropy_tables",
     "encode_latent",
     "laplace_z_tables",
+    "level_boundaries",
     "log_spaced_scales",
     "read_header",
     "scale_to_index",
+    "truncate_to_level",
 ]

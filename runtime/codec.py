@@ -159,7 +159,8 @@ def encode_latent(
     st = PlaneState.start(kidx, trit)
     centre = (POW3[st.plane_len] - 1) // 2
     s_val = np.clip(q + centre, 0, 2 * centre)
-    # Total cost is known up front: the trit costs of an element telescope to -log2(f[s] / T).
+    # Total cost is known up front (to within the trit renormalization): the trit costs
+    # of an element telescope to -log2(f[s] / T) of its bin.
     bin_at = trit.cdf_start[kidx] + s_val
     freqs = trit.cdf[bin_at + 1].astype(np.int64) - trit.cdf[bin_at].astype(np.int64)
     total_bits = float(np.sum(trit.precision_bits - np.log2(freqs)))
@@ -171,8 +172,8 @@ def encode_latent(
     by_sigma = ordering == Ordering.SIGMA
     for plane in range(st.num_planes):
         order = impl.plane_order(plane, st, trit, by_sigma)
-        trits, sym_freq, sym_total = impl.plane_symbols(order, st, trit, s_val)
-        costs = np.log2(sym_total) - np.log2(sym_freq)
+        trits, sym_freq = impl.plane_symbols(order, st, trit, s_val)
+        costs = trit.precision_bits - np.log2(sym_freq)
         ends = schedule.cut(costs, bits_per_level)
         start = 0
         for end in ends:
@@ -182,11 +183,11 @@ def encode_latent(
             payloads.append(payload)
             start = end
         chunks_per_plane.append(len(ends))
-        impl.commit(order, 0, order.size, trits, st)
+        impl.apply(order, 0, order.size, trits, st)
 
     edges = st.edges()
     q_edge, c_edge = q[edges], centre[edges]
-    overflow = np.where(st.lo[edges] == 0, -c_edge - q_edge, q_edge - c_edge).astype(np.int64)
+    overflow = np.where(s_val[edges] == 0, -c_edge - q_edge, q_edge - c_edge).astype(np.int64)
     esc_payload = impl.encode_escapes(overflow)
     chunks.append(ChunkEntry(int(edges.size), len(esc_payload), bs.crc32(esc_payload, overflow.astype("<i8").tobytes())))
     payloads.append(esc_payload)
@@ -215,6 +216,28 @@ def encode_latent(
 def read_header(data: bytes) -> Header:
     """Parse a stream's header (for inspection; decoding is :class:`LatentDecoder`)."""
     return bs.parse_header(bytes(data[: bs.PREFIX_SIZE + bs.read_prefix(bytes(data[: bs.PREFIX_SIZE]))]))
+
+
+def level_boundaries(data: bytes) -> list[int]:
+    """Stream length needed for each level: entry j is the byte count that completes level j.
+
+    Entry 0 covers header and z; the last entry is the whole stream. Cutting a
+    stream at any of these offsets leaves a stream that decodes to that level.
+    """
+    h = read_header(data)
+    header_bytes = bs.PREFIX_SIZE + bs.read_prefix(bytes(data[: bs.PREFIX_SIZE]))
+    ends = [header_bytes + h.z_length]
+    for c in h.chunks:
+        ends.append(ends[-1] + c.length)
+    return ends
+
+
+def truncate_to_level(data: bytes, level: int) -> bytes:
+    """The prefix of ``data`` that decodes exactly to ``level`` (what a server sends)."""
+    ends = level_boundaries(data)
+    if not 0 <= level < len(ends):
+        raise ValueError(f"level must lie in 0..{len(ends) - 1}")
+    return bytes(data[: ends[level]])
 
 
 class LatentDecoder:
@@ -436,8 +459,8 @@ class LatentDecoder:
                 raise CorruptChunkError(f"{where}, escapes): {exc}", index) from exc
             if bs.crc32(payload, overflow.astype("<i8").tobytes()) != entry.crc:
                 raise CorruptChunkError(f"{where}, escapes): CRC mismatch", index)
-            correction = np.zeros(st.lo.size, np.int64)
-            correction[edges] = np.where(st.lo[edges] == 0, -overflow, overflow)
+            correction = np.zeros(st.prefix.size, np.int64)
+            correction[edges] = np.where(st.symbols()[edges] == 0, -overflow, overflow)
             self._escape = correction
             return
         if self._order is None or plane != self._plane:
@@ -450,12 +473,12 @@ class LatentDecoder:
         except RangeCoderError as exc:
             raise CorruptChunkError(f"{where}: {exc}; the payload is damaged", index) from exc
         if bs.crc32(payload, trits.tobytes()) != entry.crc:
+            self._coder.rollback(self._order, a, b, st)
             raise CorruptChunkError(
                 f"{where}: CRC mismatch; the payload is damaged or the decoder's probabilities "
                 "differ from the encoder's",
                 index,
             )
-        self._coder.commit(self._order, a, b, trits, st)
         self._plane_pos = b
 
     # ---------------------------------------------------------------- results
@@ -477,7 +500,7 @@ class LatentDecoder:
         if not self.complete:
             raise RuntimeError(f"stream not complete (level {self.level} of {self.num_levels})")
         st = self._state
-        q = st.lo - (POW3[st.plane_len] - 1) // 2 + self._escape
+        q = st.symbols() - (POW3[st.plane_len] - 1) // 2 + self._escape
         return q.reshape(self.header.y_shape)
 
 
@@ -511,6 +534,8 @@ __all__ = [
     "StreamInfo",
     "decode_stream",
     "encode_latent",
+    "level_boundaries",
     "read_header",
+    "truncate_to_level",
     "scale_index_crc",
 ]

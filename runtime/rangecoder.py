@@ -5,11 +5,12 @@ This is the readable definition of the coder in ``docs/bitstream.md`` section 3;
 same bytes. Use this path to understand or port the format, not for speed
 (it codes roughly 0.5 M symbols per second).
 
-State: ``low`` and ``range`` are 64-bit. A symbol with cumulative start ``c``,
-frequency ``f`` and total ``T`` (``T <= 2**24``) narrows the interval to
-``[low + r*c, low + r*c + r*f)`` with ``r = range // T``. Whenever
-``range < 2**56`` the top byte of ``low`` is emitted. A carry out of ``low``
-propagates into the bytes already emitted.
+State: ``low`` and ``range`` are 64-bit. Every model's total is a power of
+two, ``2**P`` with ``P <= 24``. A symbol with cumulative start ``c`` and
+frequency ``f`` narrows the interval to ``[low + r*c, low + r*c + r*f)`` with
+``r = range >> P``: no division anywhere. Whenever ``range < 2**56`` the top
+byte of ``low`` is emitted. A carry out of ``low`` propagates into the bytes
+already emitted.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ MASK64 = (1 << 64) - 1
 RENORM_BOUND = 1 << 56
 #: Frequencies of the y escape flag: (no escape, escape) out of 2**16.
 ESCAPE_FLAG_FREQS = (65535, 1)
-ESCAPE_FLAG_TOTAL = 1 << 16
+ESCAPE_FLAG_BITS = 16
 #: Longest Exp-Golomb prefix a decoder accepts (values below 2**40).
 MAX_EG_PREFIX = 40
 
@@ -37,8 +38,9 @@ class RangeEncoder:
         self.range = MASK64
         self.out = bytearray()
 
-    def encode(self, start: int, freq: int, total: int) -> None:
-        r = self.range // total
+    def encode(self, start: int, freq: int, bits: int) -> None:
+        """Code the symbol occupying ``[start, start + freq)`` of a total of ``2**bits``."""
+        r = self.range >> bits
         low = self.low + r * start
         if low > MASK64:
             self._propagate_carry()
@@ -51,7 +53,7 @@ class RangeEncoder:
             self.range <<= 8
 
     def encode_bit(self, bit: int) -> None:
-        self.encode(bit, 1, 2)
+        self.encode(bit, 1, 1)
 
     def encode_uint(self, value: int) -> None:
         """Exp-Golomb (order 0) with equiprobable bits: n-1 ones, a zero, n-1 low bits of value+1."""
@@ -108,14 +110,15 @@ class RangeDecoder:
         self.pos += 1
         return byte
 
-    def decode(self, cdf: list[int]) -> int:
-        """Decode one symbol given a cumulative table ``[0, c1, ..., total]``."""
-        total = cdf[-1]
-        r = self.range // total
-        target = self.value // r
-        if target >= total:
+    def decode(self, cdf: list[int], bits: int) -> int:
+        """Decode one symbol given a cumulative table ``[0, c1, ..., 2**bits]``.
+
+        The symbol is the largest ``s`` with ``r * cdf[s] <= value``.
+        """
+        r = self.range >> bits
+        if self.value >= r * cdf[-1]:
             raise RangeCoderError("code value outside the coded interval")
-        symbol = bisect_right(cdf, target) - 1
+        symbol = bisect_right([r * c for c in cdf], self.value) - 1
         self.value -= r * cdf[symbol]
         self.range = r * (cdf[symbol + 1] - cdf[symbol])
         while self.range < RENORM_BOUND:
@@ -124,7 +127,7 @@ class RangeDecoder:
         return symbol
 
     def decode_bit(self) -> int:
-        return self.decode([0, 1, 2])
+        return self.decode([0, 1, 2], 1)
 
     def decode_uint(self) -> int:
         nbits = 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -146,6 +147,41 @@ def _priority_keys(cdf: np.ndarray, mom: np.ndarray, length: int) -> np.ndarray:
     return keys
 
 
+def trit_frequencies(masses: np.ndarray, precision_bits: int) -> np.ndarray:
+    """Renormalize sub-interval masses (int64, shape (..., 3)) to frequencies summing to 2**P.
+
+    ``f_t = floor(m_t * 2**P / S)`` with ``S = m_0 + m_1 + m_2``; the 0..2 counts
+    left over go to the largest ``f_t`` (the first one on ties). Integer-only,
+    so every platform derives the same frequencies (docs/bitstream.md 4.3).
+    """
+    masses = masses.astype(np.int64)
+    total = masses.sum(axis=-1, keepdims=True)
+    freq = (masses << precision_bits) // total
+    leftover = (1 << precision_bits) - freq.sum(axis=-1)
+    biggest = np.argmax(freq, axis=-1)
+    np.put_along_axis(freq, biggest[..., None], np.take_along_axis(freq, biggest[..., None], -1) + leftover[..., None], -1)
+    return freq
+
+
+def _node_cumulatives(cdf, cdf_start, plane_len, node_start, precision_bits):
+    """Cumulative trit frequencies (c1 = f0, c2 = f0 + f1) of every tree node, all indices."""
+    c1 = np.empty(int(node_start[-1]), np.uint32)
+    c2 = np.empty_like(c1)
+    cdf = cdf.astype(np.int64)
+    for k in range(plane_len.size):
+        length = int(plane_len[k])
+        base = int(cdf_start[k])
+        for depth in range(length):
+            sub = 3 ** (length - depth - 1)
+            starts = base + np.arange(3**depth, dtype=np.int64) * 3 * sub
+            masses = np.stack([cdf[starts + (t + 1) * sub] - cdf[starts + t * sub] for t in range(3)], axis=-1)
+            freq = trit_frequencies(masses, precision_bits)
+            at = int(node_start[k]) + (3**depth - 1) // 2
+            c1[at : at + 3**depth] = freq[:, 0]
+            c2[at : at + 3**depth] = freq[:, 0] + freq[:, 1]
+    return c1, c2
+
+
 def _moments(cdf: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """First-moment prefix sums ``mom[j] = sum_{s<j} s * f[s]`` per table, int64-exact."""
     mom = np.zeros(cdf.size, dtype=np.int64)
@@ -167,11 +203,16 @@ class TritTables:
     cdf: np.ndarray  # uint32 flat; table k is cdf[cdf_start[k]:cdf_start[k+1]], 3**l + 1 entries
     cdf_start: np.ndarray  # int64 [K+1]
     prio_key: np.ndarray  # uint16 flat; (3**l - 1) / 2 nodes per index
-    prio_start: np.ndarray  # int64 [K+1]
+    node_start: np.ndarray  # int64 [K+1]: offsets of each index's tree nodes (prio_key, node_c1, node_c2)
     mom: np.ndarray = field(init=False, repr=False)  # int64, aligned with cdf; derived
+    node_c1: np.ndarray = field(init=False, repr=False)  # uint32 per node (node_start layout); derived
+    node_c2: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mom", _moments(self.cdf, self.cdf_start))
+        c1, c2 = _node_cumulatives(self.cdf, self.cdf_start, self.plane_len, self.node_start, self.precision_bits)
+        object.__setattr__(self, "node_c1", c1)
+        object.__setattr__(self, "node_c2", c2)
 
     @property
     def num_scales(self) -> int:
@@ -190,16 +231,16 @@ class TritTables:
         if not 8 <= self.precision_bits <= MAX_PRECISION_BITS:
             raise TableError(f"trit precision must be 8..{MAX_PRECISION_BITS} bits")
         k = s.size
-        if self.plane_len.shape != (k,) or self.cdf_start.shape != (k + 1,) or self.prio_start.shape != (k + 1,):
+        if self.plane_len.shape != (k,) or self.cdf_start.shape != (k + 1,) or self.node_start.shape != (k + 1,):
             raise TableError("trit table index arrays do not match the scale table")
         if np.any(self.plane_len < 1) or np.any(self.plane_len > MAX_PLANES):
             raise TableError(f"trit plane lengths must be 1..{MAX_PLANES}")
         lens = self.plane_len.astype(np.int64)
         if np.any(np.diff(self.cdf_start) != POW3[lens] + 1) or self.cdf_start[0] != 0:
             raise TableError("trit CDF offsets do not match 3**plane_len + 1 entries per index")
-        if np.any(np.diff(self.prio_start) != (POW3[lens] - 1) // 2) or self.prio_start[0] != 0:
+        if np.any(np.diff(self.node_start) != (POW3[lens] - 1) // 2) or self.node_start[0] != 0:
             raise TableError("priority-key offsets do not match (3**plane_len - 1) / 2 nodes per index")
-        if self.cdf.size != self.cdf_start[-1] or self.prio_key.size != self.prio_start[-1]:
+        if self.cdf.size != self.cdf_start[-1] or self.prio_key.size != self.node_start[-1]:
             raise TableError("trit table sizes do not match their offsets")
         _check_cdfs(self.cdf, self.cdf_start, 1 << self.precision_bits, "trit")
 
@@ -212,7 +253,7 @@ class TritTables:
             ("trit.cdf", self.cdf.astype("<u4")),
             ("trit.cdf_start", self.cdf_start.astype("<i8")),
             ("trit.prio_key", self.prio_key.astype("<u2")),
-            ("trit.prio_start", self.prio_start.astype("<i8")),
+            ("trit.node_start", self.node_start.astype("<i8")),
         ]
 
 
@@ -303,7 +344,7 @@ class EntropyTables:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in data.files}
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise TableError(f"cannot read entropy tables from {path}: {exc}") from exc
         try:
             trit = TritTables(
@@ -314,7 +355,7 @@ class EntropyTables:
                 cdf=arrays["trit_cdf"].astype(np.uint32),
                 cdf_start=arrays["trit_cdf_start"].astype(np.int64),
                 prio_key=arrays["trit_prio_key"].astype(np.uint16),
-                prio_start=arrays["trit_prio_start"].astype(np.int64),
+                node_start=arrays["trit_node_start"].astype(np.int64),
             )
             z = ZTables(
                 cdf=arrays["z_cdf"].astype(np.uint32),
@@ -347,7 +388,7 @@ def build_trit_tables(
         cdfs.append(cdf)
         keys.append(_priority_keys(cdf, mom, int(length)))
     cdf_start = np.concatenate([[0], np.cumsum([c.size for c in cdfs])]).astype(np.int64)
-    prio_start = np.concatenate([[0], np.cumsum([k.size for k in keys])]).astype(np.int64)
+    node_start = np.concatenate([[0], np.cumsum([k.size for k in keys])]).astype(np.int64)
     tables = TritTables(
         scales=scales.copy(),
         precision_bits=precision_bits,
@@ -356,7 +397,7 @@ def build_trit_tables(
         cdf=np.concatenate(cdfs).astype(np.uint32),
         cdf_start=cdf_start,
         prio_key=np.concatenate(keys).astype(np.uint16),
-        prio_start=prio_start,
+        node_start=node_start,
     )
     tables.validate()
     return tables

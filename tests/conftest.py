@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from edge_sdk.runtime.tables import default_entropy_tables, scale_to_index
+
+settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")
+
+Z_CHANNELS = 4
+
+
+@pytest.fixture(scope="session")
+def tables():
+    return default_entropy_tables(Z_CHANNELS)
+
+
+def make_latent(tables, shape=(8, 6, 6), seed=0, sigma_range=(0.1, 50.0), z_shape=(Z_CHANNELS, 2, 2)):
+    """A Gaussian latent whose residuals follow the coded scales."""
+    rng = np.random.default_rng(seed)
+    sigma = np.exp(rng.uniform(np.log(sigma_range[0]), np.log(sigma_range[1]), shape))
+    means = rng.normal(0.0, 2.0, shape).astype(np.float32)
+    y = (means + rng.normal(0.0, 1.0, shape) * sigma).astype(np.float32)
+    kidx = scale_to_index(sigma, tables.trit.scales)
+    z = rng.integers(-6, 7, z_shape)
+    return y, means, kidx, z
+
+
+def prior_of(means, kidx):
+    return lambda _z, _header: (means, kidx)

@@ -1,0 +1,277 @@
+"""Trit-plane codec behaviour: lossless, progressive, efficient, and strict about its inputs."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from conftest import make_latent, prior_of
+from edge_sdk.runtime import (
+    BundleMismatchError,
+    ChunkSchedule,
+    CorruptChunkError,
+    CorruptStreamError,
+    ForeignStreamError,
+    LatentDecoder,
+    Ordering,
+    PriorMismatchError,
+    StreamInfo,
+    TableMismatchError,
+    TruncatedStreamError,
+    decode_stream,
+    encode_latent,
+    level_boundaries,
+    read_header,
+    truncate_to_level,
+)
+from edge_sdk.runtime import bitstream as bs
+from edge_sdk.runtime.coders import PlaneState, get_coder
+from edge_sdk.runtime.tables import POW3, EntropyTables, laplace_z_tables
+
+
+def _residual(y, means):
+    return np.rint(y.astype(np.float64) - means)
+
+
+# ---------------------------------------------------------------- lossless
+
+
+@pytest.mark.parametrize("ordering", list(Ordering))
+def test_full_depth_is_lossless(tables, ordering):
+    y, means, kidx, z = make_latent(tables, (12, 9, 7), seed=1)
+    data = encode_latent(y, means, kidx, z, tables, ordering=ordering)
+    dec = decode_stream(data, tables, prior_of(means, kidx))
+    assert dec.complete and not dec.needs_more
+    assert np.array_equal(dec.residual(), _residual(y, means))
+    assert np.array_equal(dec.z, z)
+    np.testing.assert_allclose(dec.y_hat(), means + _residual(y, means), rtol=0, atol=1e-3)
+
+
+def test_extreme_residuals_scales_and_z_are_escaped_not_clipped(tables):
+    y, means, kidx, z = make_latent(tables, (4, 5, 5), seed=2)
+    y, z, kidx = y.copy(), z.copy(), kidx.copy()
+    kidx[0] = 0  # smallest scale: one trit per element
+    kidx[1] = tables.trit.num_scales - 1  # largest scale: most planes
+    y[0, 0, 0] = means[0, 0, 0] + 123456.0
+    y[0, 0, 1] = means[0, 0, 1] - 2.0**37
+    y[1, 2, 2] = means[1, 2, 2] + 1e7
+    y[2, 1, 1] = means[2, 1, 1] - 1.4  # exactly at the edge of a small-scale range is legal too
+    z[0, 0, 0] = 10**6
+    z[1, 1, 1] = -(10**6)
+    data = encode_latent(y, means, kidx, z, tables)
+    dec = decode_stream(data, tables, prior_of(means, kidx))
+    assert np.array_equal(dec.residual(), _residual(y, means))
+    assert np.array_equal(dec.z, z)
+    assert dec.header.chunks[-1].symbols > 0  # the escape chunk carries the edge elements
+
+
+def test_batch_axis_and_dtypes_are_accepted(tables):
+    y, means, kidx, z = make_latent(tables, (3, 4, 4), seed=3)
+    data = encode_latent(y[None].astype(np.float64), means[None], kidx[None].astype(np.int32), z[None], tables)
+    dec = decode_stream(data, tables, prior_of(means, kidx))
+    assert np.array_equal(dec.residual(), _residual(y, means))
+
+
+# -------------------------------------------------------------- progressive
+
+
+def test_latent_distortion_never_increases_over_levels(tables):
+    y, means, kidx, z = make_latent(tables, (32, 16, 16), seed=4, sigma_range=(0.2, 20.0))
+    data = encode_latent(y, means, kidx, z, tables, schedule=ChunkSchedule(target_levels=64))
+    dec = LatentDecoder(tables, prior=prior_of(means, kidx))
+    mse = []
+    ends = level_boundaries(data)
+    for end in sorted(set(ends)):
+        dec.feed(data[dec.bytes_received : end])
+        assert dec.level == max(j for j, e in enumerate(ends) if e == end)
+        mse.append(float(np.mean((dec.y_hat() - y) ** 2)))
+    assert all(b <= a + 1e-9 for a, b in zip(mse, mse[1:])), mse
+    assert mse[-1] < 0.26 and mse[0] > 10 * mse[-1]
+
+
+def test_every_chunk_prefix_decodes_and_matches_streaming(tables):
+    y, means, kidx, z = make_latent(tables, (8, 6, 6), seed=5)
+    data = encode_latent(y, means, kidx, z, tables, schedule=ChunkSchedule(target_levels=24, min_chunk_bytes=1))
+    streaming = LatentDecoder(tables, prior=prior_of(means, kidx))
+    ends = level_boundaries(data)
+    assert len(ends) > 10 and ends[-1] == len(data)
+    for level, end in enumerate(ends):
+        reached = max(j for j, e in enumerate(ends) if e == end)  # zero-byte chunks complete at once
+        prefix = decode_stream(truncate_to_level(data, level), tables, prior_of(means, kidx))
+        assert prefix.level == reached and prefix.complete == (reached == len(ends) - 1)
+        while streaming.bytes_received < end:  # one byte at a time
+            streaming.feed(data[streaming.bytes_received : streaming.bytes_received + 1])
+        assert streaming.level == reached
+        np.testing.assert_array_equal(prefix.y_hat(), streaming.y_hat())
+    assert streaming.complete and not streaming.needs_more
+
+
+def test_512x768_latent_gets_at_least_50_levels(tables):
+    y, means, kidx, z = make_latent(tables, (320, 32, 48), seed=6, sigma_range=(0.1, 8.0))
+    h = read_header(encode_latent(y, means, kidx, z, tables))
+    assert h.num_levels - 1 >= 50  # not counting the escape chunk
+
+
+def test_sigma_ordering_codes_larger_scales_first(tables):
+    y, means, kidx, z = make_latent(tables, (6, 6, 6), seed=7)
+    st = PlaneState.start(kidx, tables.trit)
+    order = get_coder("fast").plane_order(st.num_planes - 1, st, tables.trit, by_sigma=True)
+    keys = kidx.ravel()[order]
+    assert np.all(np.diff(keys.astype(int)) <= 0)
+    ties = keys[:-1] == keys[1:]
+    assert np.all(np.diff(order)[ties] > 0)  # stable: equal keys keep element order
+
+
+# --------------------------------------------------------------- efficiency
+
+
+def _replay_ideal_bits(tables, data, means, kidx, y):
+    """Ideal bits (-log2 of the model's trit frequencies) of every chunk, replaying the encoder."""
+    h = read_header(data)
+    coder = get_coder("fast")
+    st = PlaneState.start(kidx, tables.trit)
+    centre = (POW3[st.plane_len] - 1) // 2
+    s_val = np.clip(_residual(y, means).astype(np.int64).ravel() + centre, 0, 2 * centre)
+    ideal, index = [], 0
+    for plane, count in enumerate(h.chunks_per_plane):
+        order = coder.plane_order(plane, st, tables.trit, h.ordering == Ordering.SIGMA)
+        trits, freqs = coder.plane_symbols(order, st, tables.trit, s_val)
+        bits = tables.trit.precision_bits - np.log2(freqs)
+        start = 0
+        for entry in h.chunks[index : index + count]:
+            ideal.append((plane, entry, float(bits[start : start + entry.symbols].sum())))
+            start += entry.symbols
+        index += count
+        coder.apply(order, 0, order.size, trits, st)
+    return ideal
+
+
+def test_rate_within_half_percent_of_ideal_on_large_planes(tables):
+    y, means, kidx, z = make_latent(tables, (320, 32, 48), seed=8)
+    data = encode_latent(y, means, kidx, z, tables)
+    per_plane: dict[int, list] = {}
+    for plane, entry, bits in _replay_ideal_bits(tables, data, means, kidx, y):
+        acc = per_plane.setdefault(plane, [0, 0.0, 0])
+        acc[0] += entry.symbols
+        acc[1] += bits
+        acc[2] += 8 * entry.length
+    large = {p: v for p, v in per_plane.items() if v[0] >= 100_000}
+    assert large, "test latent should have planes of at least 1e5 symbols"
+    for plane, (symbols, ideal, actual) in large.items():
+        assert actual <= 1.005 * ideal, f"plane {plane}: {actual} bits vs ideal {ideal:.0f}"
+
+
+def test_per_chunk_overhead_is_at_most_8_bytes_plus_crc(tables):
+    y, means, kidx, z = make_latent(tables, (64, 16, 24), seed=9)
+    data = encode_latent(y, means, kidx, z, tables, schedule=ChunkSchedule(target_levels=128, min_chunk_bytes=1))
+    for plane, entry, bits in _replay_ideal_bits(tables, data, means, kidx, y):
+        table_bytes = bs.varint_size(entry.symbols) + bs.varint_size(entry.length)
+        overhead = entry.length - bits / 8 + table_bytes
+        assert overhead <= 8, f"chunk of plane {plane}: {overhead:.2f} bytes of overhead"
+
+
+# -------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def stream(tables):
+    y, means, kidx, z = make_latent(tables, (6, 5, 5), seed=10)
+    info = StreamInfo(model_name="unit", bundle_hash=b"B" * 16, image_size=(75, 80), padding=(0, 0, 5, 0), quality=3)
+    data = encode_latent(y, means, kidx, z, tables, info=info, schedule=ChunkSchedule(8, 1))
+    return data, means, kidx, y
+
+
+def test_header_round_trips_metadata(stream):
+    data, *_ = stream
+    h = read_header(data)
+    assert (h.model_name, h.bundle_hash, h.image_size, h.padding, h.quality) == ("unit", b"B" * 16, (75, 80), (0, 0, 5, 0), 3)
+    assert h.padded_size == (80, 80)
+    assert h.y_shape == (6, 5, 5)
+
+
+def test_foreign_and_future_streams_are_refused(tables, stream):
+    data, means, kidx, _ = stream
+    with pytest.raises(ForeignStreamError, match="magic"):
+        decode_stream(b"\x89PNG\r\n\x1a\n" + data[8:], tables, prior_of(means, kidx))
+    future = bytearray(data)
+    future[4] = bs.FORMAT_VERSION + 1
+    with pytest.raises(ForeignStreamError, match="version"):
+        decode_stream(bytes(future), tables, prior_of(means, kidx))
+
+
+def test_truncated_header_or_z_raise(tables, stream):
+    data, means, kidx, _ = stream
+    h = read_header(data)
+    header_len = len(bs.serialize_header(h))
+    for cut in (0, 3, bs.PREFIX_SIZE, header_len - 1):
+        with pytest.raises(TruncatedStreamError):
+            decode_stream(data[:cut], tables, prior_of(means, kidx))
+    with pytest.raises(TruncatedStreamError, match="z section"):
+        decode_stream(data[: header_len + h.z_length - 1], tables, prior_of(means, kidx))
+
+
+def test_trailing_bytes_raise_but_keep_the_decode(tables, stream):
+    data, means, kidx, y = stream
+    dec = LatentDecoder(tables, prior=prior_of(means, kidx))
+    with pytest.raises(CorruptStreamError, match="past the end"):
+        dec.feed(data + b"\x00junk")
+    assert dec.complete
+    assert np.array_equal(dec.residual(), _residual(y, means))
+
+
+def test_wrong_tables_bundle_or_prior_are_named(tables, stream):
+    data, means, kidx, _ = stream
+    other = EntropyTables(trit=tables.trit, z=laplace_z_tables([0.7] * tables.z.num_channels))
+    with pytest.raises(TableMismatchError):
+        decode_stream(data, other, prior_of(means, kidx))
+    with pytest.raises(BundleMismatchError, match="unit"):
+        decode_stream(data, tables, prior_of(means, kidx), expected_bundle_hash=b"C" * 16)
+    shifted = kidx.copy()
+    shifted.flat[7] = (shifted.flat[7] + 1) % tables.trit.num_scales
+    with pytest.raises(PriorMismatchError, match="scale indices"):
+        decode_stream(data, tables, prior_of(means, shifted))
+
+
+def test_corrupt_chunk_is_named_and_state_kept(tables, stream):
+    data, means, kidx, _ = stream
+    h = read_header(data)
+    start = level_boundaries(data)[2]
+    damaged = bytearray(data)
+    damaged[start] ^= 0x40  # first byte of chunk 2
+    assert h.chunks[2].length > 0
+    dec = LatentDecoder(tables, prior=prior_of(means, kidx))
+    with pytest.raises(CorruptChunkError, match="chunk 2") as err:
+        dec.feed(bytes(damaged))
+    assert err.value.chunk == 2
+    assert dec.level == 2
+    reference = decode_stream(data[:start], tables, prior_of(means, kidx))
+    np.testing.assert_array_equal(dec.y_hat(), reference.y_hat())
+
+
+def test_header_limits_stop_memory_bombs(tables, stream):
+    data, *_ = stream
+    h = read_header(data)
+    huge = dataclasses.replace(h, y_shape=(65535, 65535, 65535))
+    with pytest.raises(CorruptStreamError, match="exceeds"):
+        bs.parse_header(bs.serialize_header(huge))
+    dec = LatentDecoder(tables, max_latent_elements=10)
+    with pytest.raises(CorruptStreamError, match="limit"):
+        dec.feed(data)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda y, m, k, z: (y * np.nan, m, k, z), "NaN"),
+        (lambda y, m, k, z: (y, m[:-1], k, z), "must match"),
+        (lambda y, m, k, z: (y, m, k + 10_000, z), "scale indices"),
+        (lambda y, m, k, z: (y, m, k.astype(float), z), "integers"),
+        (lambda y, m, k, z: (y, m, k, z + 0.5), "integer values"),
+        (lambda y, m, k, z: (y + 1e12, m, k, z), "below"),
+        (lambda y, m, k, z: (y[0], m[0], k[0], z), "shape"),
+    ],
+)
+def test_encoder_rejects_bad_input_clearly(tables, mutate, message):
+    y, means, kidx, z = make_latent(tables, (3, 4, 4), seed=11)
+    with pytest.raises(ValueError, match=message):
+        encode_latent(*mutate(y, means, kidx, z), tables)

@@ -1,0 +1,23 @@
+"""The slim runtime must never pull in torch (nor scipy: it is NumPy + numba only)."""
+
+import subprocess
+import sys
+
+
+def test_runtime_import_is_torch_free():
+    code = (
+        "import sys, edge_sdk, edge_sdk.runtime, edge_sdk.runtime.codec, edge_sdk.runtime.coders;"
+        "heavy = [m for m in ('torch', 'torchvision', 'timm', 'scipy', 'onnx') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"runtime import pulled in: {out.stdout.strip()}"
+
+
+def test_runtime_installs_under_edge_sdk_namespace(tmp_path):
+    import edge_sdk.runtime as rt
+
+    assert rt.__name__ == "edge_sdk.runtime"
+    # Outside the source tree, only the edge_sdk namespace may be importable.
+    out = subprocess.run([sys.executable, "-c", "import runtime"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode != 0, "a generic top-level 'runtime' module leaked into the environment"
