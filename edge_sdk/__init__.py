@@ -13,7 +13,9 @@ from edge_sdk.runtime import (
     StreamInfo,
     decode_stream,
     encode_latent,
+    level_boundaries,
     read_header,
+    truncate_to_level,
 )
 
 __version__ = "0.1.0"
@@ -28,5 +30,7 @@ __all__ = [
     "__version__",
     "decode_stream",
     "encode_latent",
+    "level_boundaries",
     "read_header",
+    "truncate_to_level",
 ]
