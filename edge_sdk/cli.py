@@ -58,16 +58,22 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _read_stream(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}") from exc
-
-
 def _fail(message: str, code: int = 2) -> None:
     err_console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
+
+
+def _read_stream(path: Path) -> bytes:
+    """The file's bytes once its header has been checked; a clear exit otherwise."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+    try:
+        read_header(data)
+    except BitstreamError as exc:
+        _fail(f"{path}: {exc}")
+    return data
 
 
 def _describe(data: bytes) -> dict:
@@ -123,11 +129,7 @@ def inspect(
     no model is needed. With --tables, also checks that the stream was coded
     with those entropy tables.
     """
-    data = _read_stream(stream)
-    try:
-        info = _describe(data)
-    except BitstreamError as exc:
-        _fail(f"{stream}: {exc}")
+    info = _describe(_read_stream(stream))
     if tables is not None:
         try:
             digest = EntropyTables.load(tables).digest.hex()
@@ -168,10 +170,7 @@ def truncate(
     if (level is None) == (max_bytes is None):
         _fail("give exactly one of --level and --max-bytes")
     data = _read_stream(stream)
-    try:
-        ends = level_boundaries(data)
-    except BitstreamError as exc:
-        _fail(f"{stream}: {exc}")
+    ends = level_boundaries(data)
     if max_bytes is not None:
         fitting = [j for j, e in enumerate(ends) if e <= min(max_bytes, len(data))]
         if not fitting:

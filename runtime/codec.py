@@ -95,8 +95,8 @@ def _as_chw(name: str, arr: np.ndarray) -> np.ndarray:
         arr = arr[0]
     if arr.ndim != 3:
         raise ValueError(f"{name} must have shape (C, H, W) or (1, C, H, W), got {arr.shape}")
-    if max(arr.shape) > bs.MAX_DIM:
-        raise ValueError(f"{name} has an axis longer than {bs.MAX_DIM}")
+    if max(arr.shape) > bs.MAX_DIM or min(arr.shape) < 1:
+        raise ValueError(f"{name} axes must hold 1..{bs.MAX_DIM} elements, got shape {arr.shape}")
     return arr
 
 

@@ -269,6 +269,7 @@ def test_header_limits_stop_memory_bombs(tables, stream):
         (lambda y, m, k, z: (y, m, k, z + 0.5), "integer values"),
         (lambda y, m, k, z: (y + 1e12, m, k, z), "below"),
         (lambda y, m, k, z: (y[0], m[0], k[0], z), "shape"),
+        (lambda y, m, k, z: (y[:, :0], m[:, :0], k[:, :0], z), "axes"),
     ],
 )
 def test_encoder_rejects_bad_input_clearly(tables, mutate, message):
