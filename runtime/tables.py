@@ -228,6 +228,8 @@ class TritTables:
             raise TableError("trit scale table must be 1-D, finite and positive, with >= 2 entries")
         if np.any(np.diff(s) <= 0):
             raise TableError("trit scale table must be strictly increasing")
+        if s.size > 65535:  # indices travel as u16 and serve as uint16 sort keys in sigma order
+            raise TableError("trit scale table may hold at most 65535 scales")
         if not 8 <= self.precision_bits <= MAX_PRECISION_BITS:
             raise TableError(f"trit precision must be 8..{MAX_PRECISION_BITS} bits")
         k = s.size

@@ -97,3 +97,11 @@ def test_validate_catches_zero_frequency(tables):
     broken = type(t)(t.scales, t.precision_bits, t.tail_k, t.plane_len, cdf, t.cdf_start, t.prio_key, t.node_start)
     with pytest.raises(TableError, match="zero frequency"):
         broken.validate()
+
+
+def test_validate_caps_the_scale_count(tables):
+    t = tables.trit
+    many = np.geomspace(0.11, 256.0, 65536)
+    broken = type(t)(many, t.precision_bits, t.tail_k, t.plane_len, t.cdf, t.cdf_start, t.prio_key, t.node_start)
+    with pytest.raises(TableError, match="65535"):
+        broken.validate()
