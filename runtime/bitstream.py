@@ -274,10 +274,6 @@ def _check_limits(h: Header) -> None:
         raise CorruptStreamError("payload size exceeds the limit")
 
 
-def header_size(h: Header) -> int:
-    return len(serialize_header(h))
-
-
 def payload_offsets(h: Header, header_bytes: int) -> tuple[int, list[int]]:
     """Byte offset of the z payload and of every chunk payload in the stream."""
     z_start = header_bytes
