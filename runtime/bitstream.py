@@ -141,6 +141,8 @@ class _Reader:
             byte = self.take(1, what)[0]
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
+                if byte == 0 and shift:  # one header, one encoding: no padded varints
+                    raise CorruptStreamError(f"header field {what} is a non-minimal varint")
                 return value
         raise CorruptStreamError(f"header field {what} is an over-long varint")
 

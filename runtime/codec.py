@@ -3,7 +3,8 @@
 The encoder turns ``(y, means, scale indices, z)`` into one stream; the decoder
 takes that stream in pieces (``feed``), decodes every chunk as soon as all of
 its bytes are there, and returns the latent estimate at the current level at
-any time. Level 0 is z alone (every element at its prior mean); level j adds
+any time. Level 0 is z alone (every element at its prior mean, to within the
+~1e-7 asymmetry of the integer tables); level j adds
 chunk j-1; the last level (the escape chunk) makes the latent exact.
 
 Input that cannot be decoded raises a :class:`~edge_sdk.runtime.errors.BitstreamError`
@@ -47,8 +48,9 @@ class ChunkSchedule:
     The encoder aims at ``target_levels`` chunks of equal estimated size over
     the whole stream: a plane that holds a share ``b`` of the bits gets about
     ``b * target_levels`` chunks, cut at equal cumulative bits in priority
-    order, but never chunks below ``min_chunk_bytes`` (each chunk costs about
-    8 bytes of table and flush plus its CRC). Every plane is at least one chunk.
+    order, but never chunks below ``min_chunk_bytes`` (each chunk costs its
+    table entry, 3-5 bytes, plus at most one flush byte and its 4-byte CRC:
+    about 9 bytes on the benchmark latent). Every plane is at least one chunk.
     """
 
     target_levels: int = 64
@@ -83,6 +85,18 @@ class StreamInfo:
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     quality: int = 0
     prior_mode: PriorMode = PriorMode.FLOAT
+
+    def __post_init__(self) -> None:
+        if len(self.model_name.encode("utf-8")) > bs.MAX_NAME_BYTES:
+            raise ValueError(f"model_name must fit in {bs.MAX_NAME_BYTES} UTF-8 bytes")
+        if len(self.bundle_hash) != 16:
+            raise ValueError("bundle_hash must be 16 bytes")
+        if len(self.image_size) != 2 or not all(0 <= v < 2**32 for v in self.image_size):
+            raise ValueError("image_size must be (height, width), each in 0..2**32-1")
+        if len(self.padding) != 4 or not all(0 <= v <= 65535 for v in self.padding):
+            raise ValueError("padding must be (top, left, bottom, right), each in 0..65535")
+        if not 0 <= self.quality <= 255:
+            raise ValueError("quality must lie in 0..255")
 
 
 def scale_index_crc(scale_indices: np.ndarray) -> int:

@@ -120,7 +120,8 @@ def _priority_keys(cdf: np.ndarray, mom: np.ndarray, length: int) -> np.ndarray:
 
     Node ``(3**d - 1) / 2 + p`` is the interval ``[p * 3**(l-d), (p+1) * 3**(l-d))``
     before its (d+1)-th trit. Priority = (variance removed by the trit) / (its
-    entropy in bits) (DPICT's -dD/dR), computed from the integer frequencies and
+    entropy in bits) (DPICT's -dD/dR), computed from the base table's integer
+    masses (not the renormalized trit frequencies the coder uses) and
     stored as ``floor((log2(prio) + 64) * 512)`` clipped to 1..65535 (0 for none).
     """
     keys = np.zeros((3**length - 1) // 2, dtype=np.uint16)

@@ -248,6 +248,24 @@ def test_corrupt_chunk_is_named_and_state_kept(tables, stream):
     np.testing.assert_array_equal(dec.y_hat(), reference.y_hat())
 
 
+def test_non_minimal_varints_are_refused(stream):
+    data, *_ = stream
+    h = read_header(data)
+    raw = bytearray(bs.serialize_header(h))
+    at = raw.index(bytes(h.chunks_per_plane[:1]), 79 + len(h.model_name))  # first chunks_per_plane varint
+    padded = raw[:at] + bytes([raw[at] | 0x80, 0x00]) + raw[at + 1 : -4]
+    padded[6:10] = (len(padded) - 10 + 4).to_bytes(4, "little")
+    padded += bs.crc32(bytes(padded)).to_bytes(4, "little")
+    with pytest.raises(CorruptStreamError, match="non-minimal"):
+        bs.parse_header(bytes(padded))
+
+
+def test_stream_info_is_range_checked():
+    for bad in (dict(quality=256), dict(padding=(0, 0, 70000, 0)), dict(image_size=(2**32, 1)), dict(bundle_hash=b"x")):
+        with pytest.raises(ValueError):
+            StreamInfo(**bad)
+
+
 def test_header_limits_stop_memory_bombs(tables, stream):
     data, *_ = stream
     h = read_header(data)
