@@ -6,6 +6,8 @@ The public API takes and returns NumPy arrays and bytes. The bitstream layer is
 
 from edge_sdk.runtime import (
     BitstreamError,
+    Bundle,
+    BundleError,
     ChunkSchedule,
     EntropyTables,
     LatentDecoder,
@@ -22,6 +24,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BitstreamError",
+    "Bundle",
+    "BundleError",
     "ChunkSchedule",
     "EntropyTables",
     "LatentDecoder",

@@ -1,10 +1,11 @@
 """The ``edge-sdk`` command line.
 
-Commands that exist today work on streams without a model: ``inspect`` shows
-what a stream holds and where each level ends; ``truncate`` cuts a stream to a
-level, as a server does for a client that asked for fewer bytes. Model-based
-commands (export, encode, decode, run, calibrate, eval, build) arrive with
-their issues; until then they are absent rather than stubbed.
+``export`` turns a registered model into a bundle (needs the ``[export]`` extra:
+torch, timm, onnx); ``models`` lists what can be exported. ``inspect`` shows what
+a stream or a bundle holds; ``truncate`` cuts a stream to a level, as a server
+does for a client that asked for fewer bytes. Commands that run models on
+streams (encode, decode, run, calibrate, eval, build) arrive with their issues;
+until then they are absent rather than stubbed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from edge_sdk import __version__
 from edge_sdk.runtime import (
     FORMAT_VERSION,
     BitstreamError,
+    BundleError,
     EntropyTables,
     TableError,
     level_boundaries,
@@ -117,18 +119,84 @@ def _describe(data: bytes) -> dict:
     }
 
 
+def _load_bundle(path: Path):
+    from edge_sdk.runtime.bundle import Bundle
+
+    try:
+        return Bundle.load(path)
+    except BundleError as exc:
+        _fail(str(exc))
+
+
+def _describe_bundle(path: Path) -> dict:
+    bundle = _load_bundle(path)
+    m = bundle.manifest
+    return {
+        "bundle": str(path),
+        "model": m["model"]["name"],
+        "quality": m["model"]["quality"],
+        "latent_channels": m["model"]["latent_channels"],
+        "hyper_channels": m["model"]["hyper_channels"],
+        "classes": len(bundle.class_names),
+        "random_parts": bundle.random_parts,
+        "weight_sources": [f"{s.get('part', 'all')}: {s['source']}" for s in m["weights"]["sources"]],
+        "padding_multiple": bundle.padding_multiple,
+        "min_size": bundle.min_size,
+        "codec_id": bundle.codec_id.hex(),
+        "tables_hash": bundle.tables.digest.hex(),
+        "graphs": {
+            name: {"file": g.path.name, "bytes": g.path.stat().st_size, "max_abs_diff": g.max_abs_diff,
+                   "inputs": [t.name for t in g.inputs], "outputs": [t.name for t in g.outputs]}
+            for name, g in bundle.graphs.items()
+        },
+        "exporter": m.get("exporter", {}),
+        "created": m.get("created"),
+        "verified": True,
+    }
+
+
+def _print_bundle(info: dict) -> None:
+    summary = Table(title=f"{info['bundle']}: edge-sdk bundle", show_header=False)
+    for key in ("model", "quality", "latent_channels", "hyper_channels", "classes", "padding_multiple", "min_size",
+                "codec_id", "tables_hash", "created"):  # fmt: skip
+        summary.add_row(key, str(info[key]))
+    summary.add_row("weights", "\n".join(info["weight_sources"]))
+    console.print(summary)
+    graphs = Table(title="graphs (sha256 verified)")
+    for col in ("graph", "file", "MB", "inputs", "outputs", "max |ORT - torch|"):
+        graphs.add_column(col)
+    for name, g in info["graphs"].items():
+        graphs.add_row(name, g["file"], f"{g['bytes'] / 1e6:.1f}", ", ".join(g["inputs"]), ", ".join(g["outputs"]),
+                       f"{g['max_abs_diff']:.1e}")
+    console.print(graphs)
+    if info["random_parts"]:
+        console.print(f"[bold yellow]RANDOM WEIGHTS[/bold yellow] in {', '.join(info['random_parts'])}: "
+                      "results from this bundle mean nothing.")
+
+
 @app.command()
 def inspect(
-    stream: Path = typer.Argument(..., help="A stream file written by edge-sdk (or a prefix of one)."),
+    path: Path = typer.Argument(..., help="A stream file written by edge-sdk (or a prefix of one), or a bundle directory."),
     tables: Optional[Path] = typer.Option(None, help="Entropy tables (.npz) to check the stream against."),
+    bundle: Optional[Path] = typer.Option(None, help="A bundle directory to check the stream against."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
-    """Show a stream's header, its chunk schedule and how many bytes each level needs.
+    """Show a stream's header and how many bytes each level needs, or check and describe a bundle.
 
-    The header is checked (magic, version, CRC); payloads are not decoded, so
-    no model is needed. With --tables, also checks that the stream was coded
-    with those entropy tables.
+    For a stream, the header is checked (magic, version, CRC); payloads are not
+    decoded, so no model is needed. With --tables or --bundle, also checks that
+    the stream was coded with those entropy tables (and that bundle's codec).
+    For a bundle directory, every file's sha256, the manifest and the entropy
+    tables are verified.
     """
+    if path.is_dir():
+        info = _describe_bundle(path)
+        if as_json:
+            print(json.dumps(info))
+        else:
+            _print_bundle(info)
+        return
+    stream = path
     info = _describe(_read_stream(stream))
     if tables is not None:
         try:
@@ -136,13 +204,17 @@ def inspect(
         except TableError as exc:
             _fail(str(exc))
         info["tables_match"] = digest == info["tables_hash"]
+    if bundle is not None:
+        loaded = _load_bundle(bundle)
+        info["tables_match"] = loaded.tables.digest.hex() == info["tables_hash"]
+        info["bundle_match"] = loaded.codec_id.hex() == info["bundle_hash"]
     if as_json:
         print(json.dumps(info))
         return
     summary = Table(title=f"{stream.name}: edge-sdk stream v{info['format_version']}", show_header=False)
     for key in ("model_name", "quality", "image_size", "padding", "y_shape", "z_shape", "prior_mode", "ordering",
                 "planes", "chunks_per_plane", "levels", "header_bytes", "z_bytes", "stream_bytes", "file_bytes",
-                "decodable_level", "tables_hash", "bundle_hash", "tables_match"):  # fmt: skip
+                "decodable_level", "tables_hash", "bundle_hash", "tables_match", "bundle_match"):  # fmt: skip
         if key in info:
             summary.add_row(key, str(info[key]))
     console.print(summary)
@@ -187,6 +259,107 @@ def truncate(
         print(json.dumps(result))
     else:
         console.print(f"wrote {out}: level {level} of {len(ends) - 1}, {len(cut)} of {ends[-1]} bytes")
+
+
+def _export_api():
+    try:
+        from edge_sdk.export import exporter, registry
+    except ImportError as exc:
+        _fail(f"this command needs the export dependencies ({exc.name} is missing): pip install 'edge-sdk[export]'")
+    return exporter, registry
+
+
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List the models `edge-sdk export --model NAME` knows, with their qualities and weights."""
+    _, registry = _export_api()
+    rows = []
+    for name in registry.list_models():
+        info = registry.get_model_info(name)
+        rows.append({"name": name, "description": info.description, "qualities": list(info.qualities),
+                     "default_quality": info.default_quality, "weights": info.weights_hint, "tags": list(info.tags)})
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="registered models")
+    for col in ("name", "qualities", "default", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], f"{min(r['qualities'])}..{max(r['qualities'])}", str(r["default_quality"]), r["description"])
+    console.print(table)
+
+
+@app.command()
+def export(
+    model: str = typer.Option("lite0", "--model", "-m", help="Registered model name (see `edge-sdk models`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to create (appears atomically when done)."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, help="Weights: an official POLC checkpoint (.pth.tar, codec-only or step-3 layout) or an edge-sdk "
+        ".safetensors/.pth. A report of mapped, missing and unexpected keys is printed."),
+    quality: Optional[float] = typer.Option(
+        None, help="Rate point baked into the bundle (1 = lowest rate; fractional values interpolate the gains)."),
+    random_weights: bool = typer.Option(
+        False, "--random-weights", help="Allow parts without trained weights to stay random (pipeline tests only); "
+        "the manifest, the bundle README and every later output say so."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest summary as JSON."),
+) -> None:
+    """Export a model to a bundle: six ONNX graphs (dynamic H, W), manifest.json and a README.
+
+    The graphs are analysis (image → y), hyper_analysis (y → z), hyper_synthesis
+    (ẑ → means, scales), classifier (ŷ → logits via the adapter), synthesis
+    (ŷ → image) and pixel_classifier (image → logits, the uncompressed
+    reference). Each is checked against torch in ONNX Runtime at two image
+    sizes; export fails if any output differs by more than 1e-3.
+
+    Example: edge-sdk export --model lite0 --out bundles/lite0
+    """
+    exporter, registry = _export_api()
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edge_sdk.export.checkpoint import CheckpointError
+    from edge_sdk.export.onnx_export import ExportError
+    from edge_sdk.export.base import EXPORT_PARTS
+
+    try:
+        registry.get_model_info(model)
+    except KeyError as exc:
+        _fail(str(exc.args[0]))
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=err_console, disable=as_json) as bar:
+            task = bar.add_task(f"{model}: load weights", total=len(EXPORT_PARTS) + 2)
+            first = [True]
+
+            def step(message: str) -> None:
+                if not first[0]:
+                    bar.advance(task)
+                first[0] = False
+                bar.update(task, description=f"{model}: {message}")
+
+            manifest = exporter.export_model(model, out, checkpoint=checkpoint, quality=quality,
+                                             random_weights=random_weights, force=force, progress=step)
+            bar.advance(task)
+    except (CheckpointError, ExportError, FileNotFoundError, ImportError) as exc:
+        _fail(str(exc))
+    for src in manifest["weights"]["sources"]:
+        if src.get("part") == "checkpoint" and not as_json:
+            err_console.print(f"checkpoint: {src['mapped']} tensors mapped, {len(src['missing'])} missing, "
+                              f"{len(src['unexpected'])} unexpected, {len(src['ignored'])} ignored "
+                              "(details in manifest.json)")
+    summary = {
+        "bundle": str(out), "model": model, "quality": manifest["model"]["quality"],
+        "random_parts": manifest["weights"]["random_parts"], "codec_id": manifest["codec_id"],
+        "bytes": sum(g["bytes"] for g in manifest["graphs"].values()),
+        "max_abs_diff": {n: g["max_abs_diff"] for n, g in manifest["graphs"].items()},
+    }
+    if as_json:
+        print(json.dumps(summary))
+        return
+    console.print(f"wrote {out}: {model} q{summary['quality']:g}, six graphs, {summary['bytes'] / 1e6:.1f} MB, "
+                  f"worst ORT-vs-torch difference {max(summary['max_abs_diff'].values()):.1e}")
+    if summary["random_parts"]:
+        console.print(f"[bold yellow]RANDOM WEIGHTS[/bold yellow] in {', '.join(summary['random_parts'])}")
 
 
 @app.command()

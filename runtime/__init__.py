@@ -4,6 +4,7 @@ This package never imports torch; ``tests/runtime/test_import.py`` proves it.
 """
 
 from .bitstream import FORMAT_VERSION, Header, Ordering, PriorMode
+from .bundle import Bundle
 from .codec import (
     ChunkSchedule,
     LatentDecoder,
@@ -16,6 +17,7 @@ from .codec import (
 )
 from .errors import (
     BitstreamError,
+    BundleError,
     BundleMismatchError,
     CorruptChunkError,
     CorruptStreamError,
@@ -38,6 +40,8 @@ from .tables import (
 )
 
 __all__ = [
+    "Bundle",
+    "BundleError",
     "FORMAT_VERSION",
     "BitstreamError",
     "BundleMismatchError",

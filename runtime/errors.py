@@ -46,3 +46,7 @@ class TableError(ValueError):
 
 class BundleMismatchError(BitstreamError):
     """The stream names another model bundle than the one decoding it."""
+
+
+class BundleError(ValueError):
+    """A model bundle is missing, damaged, foreign or of an unsupported format version."""

@@ -28,3 +28,22 @@ def make_latent(tables, shape=(8, 6, 6), seed=0, sigma_range=(0.1, 50.0), z_shap
 
 def prior_of(means, kidx):
     return lambda _z, _header: (means, kidx)
+
+
+
+SMALL_SIZES = ((64, 64), (128, 192))
+
+
+@pytest.fixture(scope="session")
+def lite0_export(tmp_path_factory):
+    """lite0 with random codec/adapter (real Lite0 backbone), exported once at small sizes.
+
+    Returns (bundle dir, manifest, the torch model that was exported).
+    """
+    from edge_sdk.export.exporter import prepare_model
+    from edge_sdk.export.onnx_export import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "lite0"
+    model, weights, _ = prepare_model("lite0", random_weights=True)
+    manifest = export_bundle(model, out, quality=2.0, weights=weights, sizes=SMALL_SIZES)
+    return out, manifest, model

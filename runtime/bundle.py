@@ -1,0 +1,231 @@
+"""The model bundle: a directory of ONNX graphs plus ``manifest.json``; torch-free loader.
+
+The manifest is the contract between the exporter (``edge_sdk.export``) and every runtime
+(ONNX Runtime here, TensorRT later): graph files with their sha256 and tensor names, the
+image convention, class names, and the entropy tables in exact integers (z CDFs) or in the
+parameters that rebuild them (trit tables, checked against the exporter's digest).
+``docs/bundle.md`` documents every field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import BundleError, TableError
+from .tables import EntropyTables, TritTables, ZTables, build_trit_tables
+
+BUNDLE_FORMAT = "edge-sdk-bundle"
+BUNDLE_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+#: Every bundle has these graphs; the Decoder needs the first four, evaluation the last.
+GRAPH_NAMES = ("analysis", "hyper_analysis", "hyper_synthesis", "classifier", "synthesis", "pixel_classifier")
+#: The graphs a stream depends on: changing any of them makes old streams decode wrongly.
+CODEC_GRAPHS = ("analysis", "hyper_analysis", "hyper_synthesis", "synthesis")
+#: Export fails when ONNX Runtime and torch differ by more than this on any output.
+MAX_ABS_DIFF = 1e-3
+_MAX_MANIFEST_BYTES = 64 << 20
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def codec_id(model_name: str, quality: float, graph_sha256: dict[str, str], tables_digest: bytes) -> bytes:
+    """16-byte identity of everything a stream depends on; written into every stream header.
+
+    The classifier is left out on purpose: a retrained adapter still decodes old streams.
+    """
+    doc = {
+        "model": model_name,
+        "quality": float(quality),
+        "graphs": {name: graph_sha256[name] for name in CODEC_GRAPHS},
+        "tables": tables_digest.hex(),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).digest()[:16]
+
+
+def entropy_to_manifest(tables: EntropyTables) -> dict[str, Any]:
+    """The manifest's ``entropy`` section: z tables in exact integers, trit tables as build parameters."""
+    z = tables.z
+    lengths = np.diff(z.cdf_start)
+    return {
+        "tables_digest": tables.digest.hex(),
+        "trit": {
+            "scales": [float(s) for s in tables.trit.scales],
+            "precision_bits": int(tables.trit.precision_bits),
+            "tail_k": float(tables.trit.tail_k),
+        },
+        "z": {
+            "precision_bits": int(z.precision_bits),
+            "offsets": [int(o) for o in z.offset],
+            "cdfs": [[int(v) for v in z.cdf[s : s + n]] for s, n in zip(z.cdf_start[:-1], lengths)],
+        },
+    }
+
+
+def entropy_from_manifest(section: dict[str, Any]) -> EntropyTables:
+    """Rebuild the tables and check they hash to what the exporter recorded."""
+    try:
+        trit_params = section["trit"]
+        trit: TritTables = build_trit_tables(
+            np.asarray(trit_params["scales"], dtype=np.float64),
+            precision_bits=int(trit_params["precision_bits"]),
+            tail_k=float(trit_params["tail_k"]),
+        )
+        zsec = section["z"]
+        cdfs = [np.asarray(c, dtype=np.int64) for c in zsec["cdfs"]]
+        if any(c.ndim != 1 or c.size < 2 or c.min() < 0 or c.max() >= 2**32 for c in cdfs):
+            raise TableError("z CDFs must be non-empty lists of unsigned 32-bit integers")
+        starts = np.concatenate([[0], np.cumsum([c.size for c in cdfs])]).astype(np.int64)
+        z = ZTables(
+            cdf=np.concatenate(cdfs).astype(np.uint32),
+            cdf_start=starts,
+            offset=np.asarray(zsec["offsets"], dtype=np.int32),
+            precision_bits=int(zsec["precision_bits"]),
+        )
+        tables = EntropyTables(trit=trit, z=z).validate()
+        expected = bytes.fromhex(section["tables_digest"])
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise BundleError(f"manifest entropy section is malformed: {exc}") from exc
+    if tables.digest != expected:
+        raise BundleError(
+            f"entropy tables rebuilt here hash to {tables.digest.hex()}, the exporter's to {expected.hex()}: "
+            "this platform builds different trit tables, so streams would not decode; re-export on this platform"
+        )
+    return tables
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    #: ints for fixed dims, strings such as "H/16" for dims that follow the image size.
+    shape: tuple[int | str, ...]
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    name: str
+    path: Path
+    sha256: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_abs_diff: float
+
+
+@dataclass
+class Bundle:
+    """A validated bundle directory. ``Bundle.load(path)`` refuses damaged or foreign ones."""
+
+    path: Path
+    manifest: dict[str, Any]
+    graphs: dict[str, GraphInfo]
+    tables: EntropyTables
+    class_names: list[str]
+    codec_id: bytes
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_name(self) -> str:
+        return self.manifest["model"]["name"]
+
+    @property
+    def quality(self) -> float:
+        return float(self.manifest["model"]["quality"])
+
+    @property
+    def padding_multiple(self) -> int:
+        return int(self.manifest["image"]["padding_multiple"])
+
+    @property
+    def min_size(self) -> int:
+        return int(self.manifest["image"]["min_size"])
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.manifest["model"]["latent_channels"])
+
+    @property
+    def random_weights(self) -> bool:
+        return bool(self.manifest["weights"]["random_parts"])
+
+    @property
+    def random_parts(self) -> list[str]:
+        return list(self.manifest["weights"]["random_parts"])
+
+    def graph_path(self, name: str) -> Path:
+        return self.graphs[name].path
+
+    @classmethod
+    def load(cls, path: str | Path, verify_hashes: bool = True) -> "Bundle":
+        root = Path(path)
+        if not root.is_dir():
+            raise BundleError(f"{root} is not a bundle directory (expected a folder with {MANIFEST_NAME})")
+        manifest_path = root / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise BundleError(f"{root} has no {MANIFEST_NAME}: not an edge-sdk bundle")
+        if manifest_path.stat().st_size > _MAX_MANIFEST_BYTES:
+            raise BundleError(f"{manifest_path} is larger than {_MAX_MANIFEST_BYTES >> 20} MiB: not a bundle manifest")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{manifest_path} is not valid JSON ({exc}): damaged bundle") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{manifest_path} is not an edge-sdk bundle manifest (format field missing or foreign)")
+        version = manifest.get("format_version")
+        if version != BUNDLE_VERSION:
+            raise BundleError(f"{root} uses bundle format version {version!r}; this edge-sdk reads version {BUNDLE_VERSION}")
+        try:
+            graphs = {}
+            for name in GRAPH_NAMES:
+                entry = manifest["graphs"][name]
+                file_path = root / entry["file"]
+                if Path(entry["file"]).name != entry["file"]:
+                    raise BundleError(f"graph {name}: file name {entry['file']!r} must not contain a directory")
+                if not file_path.is_file():
+                    raise BundleError(f"graph {name}: {file_path} is missing")
+                if verify_hashes:
+                    digest = sha256_file(file_path)
+                    if digest != entry["sha256"]:
+                        raise BundleError(
+                            f"graph {name}: {file_path.name} has sha256 {digest[:16]}…, the manifest says "
+                            f"{entry['sha256'][:16]}…: the file was damaged or replaced"
+                        )
+                graphs[name] = GraphInfo(
+                    name=name,
+                    path=file_path,
+                    sha256=entry["sha256"],
+                    inputs=tuple(TensorSpec(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in entry["inputs"]),
+                    outputs=tuple(TensorSpec(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in entry["outputs"]),
+                    max_abs_diff=float(entry["max_abs_diff"]),
+                )
+            tables = entropy_from_manifest(manifest["entropy"])
+            classes = manifest["classes"]
+            if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+                raise BundleError("manifest classes must be a list of strings")
+            recorded_id = bytes.fromhex(manifest["codec_id"])
+            for key in ("name", "quality", "latent_channels", "hyper_channels"):
+                manifest["model"][key]
+            for key in ("padding_multiple", "min_size"):
+                int(manifest["image"][key])
+            manifest["weights"]["random_parts"]
+        except BundleError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{manifest_path} lacks or garbles a required field ({exc!r}): damaged bundle") from exc
+        computed = codec_id(
+            manifest["model"]["name"], manifest["model"]["quality"], {n: g.sha256 for n, g in graphs.items()}, tables.digest
+        )
+        if computed != recorded_id:
+            raise BundleError(f"{manifest_path}: codec_id does not match the graphs and tables it names: damaged bundle")
+        return cls(path=root, manifest=manifest, graphs=graphs, tables=tables, class_names=classes, codec_id=computed)

@@ -1,0 +1,150 @@
+"""Export of a whole bundle: verified graphs, dynamic shapes, a manifest the runtime can use, atomic writes."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from edge_sdk.export import onnx_export
+from edge_sdk.export.base import EXPORT_PARTS, PartModule
+from edge_sdk.export.checkpoint import CheckpointError, MissingWeightsError
+from edge_sdk.export.exporter import export_model, prepare_model
+from edge_sdk.runtime import LatentDecoder, StreamInfo, encode_latent, scale_to_index
+from edge_sdk.runtime.bundle import GRAPH_NAMES, Bundle
+
+
+def session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_manifest_records_everything_the_runtime_needs(lite0_export):
+    out, manifest, model = lite0_export
+    bundle = Bundle.load(out)
+    assert bundle.model_name == "lite0" and bundle.quality == 2.0
+    assert bundle.random_parts == ["adapter", "codec"]
+    assert any("efficientnet-lite0" in s["source"] for s in manifest["weights"]["sources"])
+    assert len(bundle.class_names) == 1000 and "tiger cat" in bundle.class_names[282]
+    assert bundle.latent_channels == model.latent_channels and bundle.padding_multiple == 64
+    for name in GRAPH_NAMES:
+        graph = manifest["graphs"][name]
+        assert 0 <= graph["max_abs_diff"] <= 1e-3
+        assert graph["verified_sizes"] == [[64, 64], [128, 192]]
+    assert "RANDOM WEIGHTS" in (out / "README.md").read_text()
+    assert bundle.manifest["codec_id"] == bundle.codec_id.hex()
+
+
+@pytest.mark.parametrize("spec", EXPORT_PARTS, ids=lambda s: s.name)
+def test_graphs_have_dynamic_height_and_width(lite0_export, spec):
+    """A size that was neither traced nor verified at export still matches torch."""
+    out, _, model = lite0_export
+    h, w = 320, 64
+    stride = spec.input_stride
+    channels = {"image": 3, "y": model.latent_channels, "z": model.hyper_channels}[spec.input_kind]
+    x = torch.rand(1, channels, h // stride, w // stride) * (1 if spec.input_kind == "image" else 4)
+    if spec.input_kind == "z":
+        x = torch.round(x)
+    got = session(out / f"{spec.name}.onnx").run(None, {spec.inputs[0]: x.numpy()})
+    with torch.no_grad():
+        ref = PartModule(model, spec, 2.0)(x)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    for g, r in zip(got, ref):
+        assert g.shape == tuple(r.shape)
+        assert np.abs(g - r.numpy()).max() < 1e-3
+
+
+def test_bundle_drives_the_runtime_codec_end_to_end(lite0_export):
+    out, _, _ = lite0_export
+    bundle = Bundle.load(out)
+    run = {name: session(bundle.graph_path(name)) for name in GRAPH_NAMES}
+    image = onnx_export.sample_image(128, 192, seed=5).numpy()
+    y = run["analysis"].run(None, {"image": image})[0]
+    z = np.round(run["hyper_analysis"].run(None, {"y": y})[0])
+    means, scales = run["hyper_synthesis"].run(None, {"z_hat": z.astype(np.float32)})
+    kidx = scale_to_index(scales[0], bundle.tables.trit.scales)
+    info = StreamInfo(model_name="lite0", bundle_hash=bundle.codec_id, image_size=(128, 192), padding=(0, 0, 0, 0), quality=2)
+    stream = encode_latent(y[0], means[0], kidx, z[0].astype(np.int64), bundle.tables, info=info)
+
+    def prior(z_dec, _header):
+        m, s = run["hyper_synthesis"].run(None, {"z_hat": z_dec[None].astype(np.float32)})
+        return m[0], scale_to_index(s[0], bundle.tables.trit.scales)
+
+    dec = LatentDecoder(bundle.tables, prior=prior, expected_bundle_hash=bundle.codec_id)
+    dec.feed(stream)
+    assert dec.complete
+    np.testing.assert_array_equal(dec.z, z[0])
+    y_hat = dec.y_hat()
+    np.testing.assert_allclose(y_hat, means[0] + np.round(y[0] - means[0]), atol=1e-4)
+    logits = run["classifier"].run(None, {"y_hat": y_hat[None].astype(np.float32)})[0]
+    image_hat = run["synthesis"].run(None, {"y_hat": y_hat[None].astype(np.float32)})[0]
+    assert logits.shape == (1, 1000) and np.isfinite(logits).all()
+    assert image_hat.shape == image.shape and 0 <= image_hat.min() and image_hat.max() <= 1
+
+
+def test_export_refuses_an_existing_folder_and_a_bad_quality(tmp_path):
+    (tmp_path / "b").mkdir()
+    with pytest.raises(onnx_export.ExportError, match="already exists"):
+        export_model("lite0", tmp_path / "b", random_weights=True)
+    with pytest.raises(onnx_export.ExportError, match="quality"):
+        export_model("lite0", tmp_path / "c", random_weights=True, quality=7)
+
+
+def test_failed_verification_leaves_nothing_behind(tmp_path, monkeypatch):
+    model, weights, _ = prepare_model("lite0", random_weights=True)
+    monkeypatch.setattr(onnx_export, "MAX_ABS_DIFF", 0.0)
+    monkeypatch.setattr(onnx_export, "EXPORT_PARTS", EXPORT_PARTS[:1])
+    with pytest.raises(onnx_export.ExportError, match="differs from torch"):
+        onnx_export.export_bundle(model, tmp_path / "b", quality=1.0, weights=weights, sizes=((64, 64),))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_force_replaces_an_existing_bundle_atomically(tmp_path, lite0_export, monkeypatch):
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    _, _, model = lite0_export
+    weights = onnx_export.WeightsInfo(sources=[], random_parts=["codec"])
+    onnx_export.export_bundle(model, out, quality=1.0, weights=weights, sizes=((64, 64),), force=True)
+    assert not (out / "stale.txt").exists()
+    assert Bundle.load(out).quality == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_missing_weights_are_an_error_unless_random_is_allowed():
+    with pytest.raises(MissingWeightsError, match="--random-weights"):
+        prepare_model("lite0")
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pth_tar_dataparallel"])
+def test_checkpoint_supplies_codec_and_adapter(tmp_path, fmt):
+    donor = prepare_model("lite0", random_weights=True)[0]
+    state = {k: v for k, v in donor.state_dict().items() if not k.startswith("task_model.")}
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        path = tmp_path / "w.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        path = tmp_path / "checkpoint.pth.tar"
+        torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    model, weights, reports = prepare_model("lite0", checkpoint=path)
+    assert weights.random_parts == []
+    assert reports[0].unexpected == [] and all(k.startswith("task_model.") for k in reports[0].missing)
+    assert torch.equal(model.g_a[0].weight, donor.g_a[0].weight)
+    assert torch.equal(model.entropy_bottleneck.quantiles, donor.entropy_bottleneck.quantiles)
+
+
+def test_bad_checkpoints_are_refused_clearly(tmp_path):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        prepare_model("lite0", checkpoint=garbage)
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"encoder.weight": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="holds no tensor"):
+        prepare_model("lite0", checkpoint=foreign)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"g_a.0.weight": torch.zeros(2, 2)}, wrong)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        prepare_model("lite0", checkpoint=wrong)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        prepare_model("lite0", checkpoint=tmp_path / "nope.pth")
