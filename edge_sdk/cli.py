@@ -61,7 +61,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -360,6 +360,66 @@ def export(
                   f"worst ORT-vs-torch difference {max(summary['max_abs_diff'].values()):.1e}")
     if summary["random_parts"]:
         console.print(f"[bold yellow]RANDOM WEIGHTS[/bold yellow] in {', '.join(summary['random_parts'])}")
+
+
+data_app = typer.Typer(help="Training and held-out photo sets from local files (never the network).",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to create (appears atomically)."),
+    source: list[Path] = typer.Option(
+        [], "--source", help="Extra folder of photos (repeatable); their licence comes from --licence."),
+    licence: str = typer.Option("unknown", "--licence", help="Licence of the --source photos (SPDX id)."),
+    no_default_sources: bool = typer.Option(
+        False, "--no-default-sources", help="Skip the Debian wallpaper packages and the scikit-image/-learn photos."),
+    crop: int = typer.Option(256, help="Training crop side in pixels."),
+    val_every: int = typer.Option(6, help="Every N-th photo (by content hash) is held out."),
+    crops_per_megapixel: float = typer.Option(24.0, help="Training crops drawn per megapixel of downscaled photo."),
+    seed: int = typer.Option(0, help="Seed of the crop positions."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Build deterministic train/held-out photo sets with each photo's licence recorded.
+
+    Default sources: the photos of the Debian packages lomiri-wallpapers-16.04,
+    lomiri-wallpapers-20.04, mate-backgrounds and plasma-workspace-wallpapers
+    (apt-get install them; licences are read from their DEP-5 copyright files)
+    and, held out, the photos inside the scikit-image and scikit-learn wheels.
+    JPEGs are downscaled at least 2x (antialiased) to wash out blocking. The
+    split is by photo, never by crop.
+    """
+    try:
+        from edge_sdk.export import data
+    except ImportError as exc:
+        _fail(f"this command needs Pillow ({exc.name} is missing): pip install 'edge-sdk[export]'")
+    if out.exists() and not force:
+        _fail(f"{out} already exists; pass --force to replace it")
+    sources = [] if no_default_sources else data.default_sources()
+    for folder in source:
+        if not folder.is_dir():
+            _fail(f"--source {folder} is not a folder")
+        sources += data.scan_folder(folder, licence)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=err_console, disable=as_json) as bar:
+            task = bar.add_task("photos", total=len(sources) + 1)
+            manifest = data.prepare_dataset(
+                sources, out, crop=crop, val_every=val_every, crops_per_megapixel=crops_per_megapixel, seed=seed,
+                force=force, progress=lambda m: (bar.update(task, description=m), bar.advance(task)))
+    except data.DataError as exc:
+        _fail(str(exc))
+    result = {"out": str(out), **manifest["counts"], "licences": manifest["licences"]}
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print(f"wrote {out}: {result['train_images']} training photos ({result['train_megapixels']} MP, "
+                      f"{result['train_crops']} crops of {crop}px), {result['val_images']} held out; licences: "
+                      f"{', '.join(result['licences'])} (per photo in dataset.json)")
 
 
 @app.command()

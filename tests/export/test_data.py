@@ -1,0 +1,153 @@
+"""`edge-sdk data prepare`: local photos only, licences kept, deterministic, odd images handled."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_sdk.export.data import (
+    DataError,
+    PhotoSource,
+    dep5_licences,
+    find_debian_photos,
+    licence_for,
+    load_rgb,
+    prepare_dataset,
+    scan_folder,
+)
+
+COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: lomiri-wallpapers
+
+Files: *
+Copyright: 2020, Somebody
+License: GPL-3
+
+Files: 16.04/Bridge_by_Sander_Klootwijk.jpg
+Copyright: 2018. Sander Klootwijk
+License: CC-BY-SA-4.0
+
+Files: 16.04/seeding_by_Clements_Engelhardt.jpg
+       16.04/other_by_X.jpg
+Copyright: Clemens Engelhardt, 2018
+License: CC0-1.0
+
+Files: debian/*
+Copyright: 2022, Packager
+License: Expat
+"""
+
+
+def photo(seed, h, w):
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 255, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC))
+
+
+@pytest.fixture
+def debian_root(tmp_path):
+    root = tmp_path / "root"
+    bg = root / "usr/share/backgrounds"
+    bg.mkdir(parents=True)
+    for i, name in enumerate(["Bridge_by_Sander_Klootwijk", "seeding_by_Clements_Engelhardt", "other_by_X",
+                              "umang_by_Abhishek_Mudgal", "life_by_Aitzol"]):
+        Image.fromarray(photo(i, 700 + 20 * i, 900)).save(bg / f"{name}.jpg", quality=92)
+    doc = root / "usr/share/doc/lomiri-wallpapers-16.04"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text(COPYRIGHT)
+    return root
+
+
+def test_dep5_licences_follow_the_last_matching_stanza(tmp_path):
+    path = tmp_path / "copyright"
+    path.write_text(COPYRIGHT)
+    stanzas = dep5_licences(path)
+    assert licence_for(tmp_path / "Bridge_by_Sander_Klootwijk.jpg", stanzas) == ("CC-BY-SA-4.0", "2018. Sander Klootwijk")
+    assert licence_for(tmp_path / "other_by_X.jpg", stanzas)[0] == "CC0-1.0"  # continuation line
+    assert licence_for(tmp_path / "unlisted.jpg", stanzas)[0] == "GPL-3"  # "Files: *", not debian/*
+
+
+def test_finds_installed_photos_with_licences_and_skips_artwork(debian_root):
+    found = {p.path.rsplit("/", 1)[-1]: p for p in find_debian_photos(debian_root)}
+    assert "umang_by_Abhishek_Mudgal.jpg" not in found
+    assert found["Bridge_by_Sander_Klootwijk.jpg"].license == "CC-BY-SA-4.0"
+    assert found["life_by_Aitzol.jpg"].license == "GPL-3"
+    assert all(p.origin == "debian:lomiri-wallpapers-16.04" for p in found.values())
+
+
+def test_prepare_is_deterministic_and_splits_by_image(tmp_path, debian_root):
+    sources = find_debian_photos(debian_root)
+    a = prepare_dataset(sources, tmp_path / "a", val_every=2, crop=128)
+    b = prepare_dataset(list(reversed(sources)), tmp_path / "b", val_every=2, crop=128)
+    assert a == b
+    assert (tmp_path / "a/crops.json").read_bytes() == (tmp_path / "b/crops.json").read_bytes()
+    for r in a["images"]:
+        assert (tmp_path / "a" / r["split"] / f"{r['name']}.png").read_bytes() == \
+            (tmp_path / "b" / r["split"] / f"{r['name']}.png").read_bytes()
+        assert r["downscale"] >= 2.0 and r["license"] != "unknown"
+    splits = {r["name"]: r["split"] for r in a["images"]}
+    assert set(splits.values()) == {"train", "val"}
+    crops = json.loads((tmp_path / "a/crops.json").read_text())["crops"]
+    assert crops and {c[0] for c in crops} == {n for n, s in splits.items() if s == "train"}
+    sizes = {r["name"]: r["size"] for r in a["images"]}
+    assert all(0 <= t <= sizes[n][0] - 128 and 0 <= l <= sizes[n][1] - 128 for n, t, l in crops)
+    c = prepare_dataset(sources, tmp_path / "c", val_every=2, crop=128, seed=1)
+    assert [(r["name"], r["split"], r["size"]) for r in c["images"]] == [(r["name"], r["split"], r["size"]) for r in a["images"]]
+    assert (tmp_path / "c/crops.json").read_bytes() != (tmp_path / "a/crops.json").read_bytes()
+
+
+def test_odd_images_become_rgb(tmp_path):
+    paths = {}
+    gray = tmp_path / "gray.png"
+    Image.fromarray(photo(1, 300, 300)[..., 0]).save(gray)
+    rgba = tmp_path / "rgba.png"
+    arr = np.dstack([photo(2, 300, 300), np.full((300, 300), 128, np.uint8)])
+    Image.fromarray(arr, "RGBA").save(rgba)
+    deep = tmp_path / "deep.png"
+    Image.fromarray((photo(3, 300, 300)[..., 1].astype(np.uint16) * 257)).save(deep)
+    pal = tmp_path / "pal.png"
+    Image.fromarray(photo(4, 300, 300)).convert("P").save(pal)
+    for p in (gray, rgba, deep, pal):
+        img = load_rgb(p)
+        assert img.dtype == np.uint8 and img.shape == (300, 300, 3)
+    assert abs(int(load_rgb(deep)[5, 5, 0]) - int(photo(3, 300, 300)[5, 5, 1])) <= 1
+
+
+def test_bad_inputs_are_clear_and_lose_nothing(tmp_path):
+    with pytest.raises(DataError, match="no photos"):
+        prepare_dataset([], tmp_path / "x")
+    broken = tmp_path / "in" / "broken.jpg"
+    broken.parent.mkdir()
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(DataError, match="cannot decode"):
+        prepare_dataset(scan_folder(broken.parent, "CC0-1.0"), tmp_path / "x")
+    assert not (tmp_path / "x").exists() and [p.name for p in tmp_path.iterdir()] == ["in"]
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    Image.fromarray(photo(0, 40, 40)).save(tiny / "t.png")
+    with pytest.raises(DataError, match="large enough"):
+        prepare_dataset(scan_folder(tiny, "CC0-1.0", split="train"), tmp_path / "y")
+    (tmp_path / "z").mkdir()
+    with pytest.raises(DataError, match="already exists"):
+        prepare_dataset([PhotoSource(str(tiny / "t.png"), "CC0-1.0", "", "x")], tmp_path / "z")
+
+
+def test_cli_prepare_from_a_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from edge_sdk.cli import app
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(photo(i, 400, 500)).save(folder / f"p{i}.png")
+    result = CliRunner().invoke(app, ["data", "prepare", "--out", str(tmp_path / "ds"), "--source", str(folder),
+                                      "--licence", "CC0-1.0", "--no-default-sources", "--val-every", "2",
+                                      "--crop", "128", "--json"])
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.output.strip().splitlines()[-1])
+    assert counts["train_images"] == 2 and counts["val_images"] == 2 and counts["licences"] == ["CC0-1.0"]
+    again = CliRunner().invoke(app, ["data", "prepare", "--out", str(tmp_path / "ds"), "--no-default-sources",
+                                     "--source", str(folder)])
+    assert again.exit_code == 2 and "already exists" in again.output
