@@ -101,6 +101,10 @@ class CompressedDomainModel(nn.Module):
     def synthesis(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
         raise NotImplementedError
 
+    def synthesis_unclamped(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
+        """The synthesis before its final clamp to [0, 1] (training needs the gradient there)."""
+        raise NotImplementedError
+
     # --- task ------------------------------------------------------------------------------
     def classifier(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
         raise NotImplementedError
@@ -110,6 +114,23 @@ class CompressedDomainModel(nn.Module):
 
     def class_names(self) -> list[str]:
         """One human-readable name per logit."""
+        raise NotImplementedError
+
+    # --- training hooks ----------------------------------------------------------------------
+    def adapter_features(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
+        """The adapter's output: what replaces the backbone's stem."""
+        raise NotImplementedError
+
+    def pixel_features(self, image: torch.Tensor) -> torch.Tensor:
+        """The teacher's feature at the point the adapter feeds (the distillation target)."""
+        raise NotImplementedError
+
+    def classifier_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The backbone from the adapter's insertion point to the logits."""
+        raise NotImplementedError
+
+    def prior_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of the hyperprior parameters that the ``prior`` stage trains."""
         raise NotImplementedError
 
     # --- helpers every model gets ----------------------------------------------------------

@@ -123,8 +123,11 @@ class Lite0Model(CompressedDomainModel):
         scales, means = params.chunk(2, dim=1)
         return means, lower_bound(scales, SCALE_BOUND)
 
+    def synthesis_unclamped(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
+        return self.g_s(self.inverse_gain(y_hat, quality))
+
     def synthesis(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
-        return self.g_s(self.inverse_gain(y_hat, quality)).clamp(0.0, 1.0)
+        return self.synthesis_unclamped(y_hat, quality).clamp(0.0, 1.0)
 
     # --- task ------------------------------------------------------------------------------
     def _backbone_from(self, features: torch.Tensor, first_block: int) -> torch.Tensor:
@@ -144,8 +147,14 @@ class Lite0Model(CompressedDomainModel):
             x = block(x)
         return x
 
+    def adapter_features(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
+        return self.adapter(y_hat)
+
+    def classifier_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self._backbone_from(features, ADAPTER_REPLACES_BLOCKS)
+
     def classifier(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
-        return self._backbone_from(self.adapter(y_hat), ADAPTER_REPLACES_BLOCKS)
+        return self.classifier_from_features(self.adapter_features(y_hat, quality))
 
     def pixel_classifier(self, image: torch.Tensor, quality: float) -> torch.Tensor:
         return self._backbone_from(self.pixel_features(image), ADAPTER_REPLACES_BLOCKS)
@@ -158,6 +167,9 @@ class Lite0Model(CompressedDomainModel):
 
     def weight_groups(self) -> dict[str, tuple[str, ...]]:
         return {"adapter": ("adapter.",), "backbone": ("task_model.",)}
+
+    def prior_prefixes(self) -> tuple[str, ...]:
+        return ("h_s.", "inverse_hyper_gain.", "entropy_bottleneck.")
 
     def load_default_weights(self, groups: list[str]) -> list[tuple[dict, set[str]]]:
         loaded = []

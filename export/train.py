@@ -1,0 +1,389 @@
+"""Training: codec (POLC or PICM-Net objective), prior head, and adapter distillation.
+
+One loop serves every stage; a stage only decides which parameters train and which loss
+terms are on:
+
+* ``codec``  — POLC step 1: λ(q)·bpp + MSE(2x̂−1, 2x−1) + w·LPIPS; with ``objective="picm"``
+  PICM-Net's variant: λ(q)·bpp + w_task·(KL to the teacher's logits + small MSE).
+* ``prior``  — only the hyperprior (mean-scale head, h_s, factorized z prior) for the rate,
+  everything else frozen: how an official POLC checkpoint becomes trit-plane capable.
+* ``adapter`` — codec and backbone frozen; KL to the teacher (the same backbone on the
+  original pixels; real labels are not available offline) + POLC's feature distillation.
+
+The quality q is drawn per batch from 1..num_qualities (POLC). The adapter also sees
+ŷ with its residual coarsened to a random trit-plane depth — what a partially decoded
+stream gives — so that it stays useful before the last plane arrives.
+
+Everything resumable: ``RUN/last.pt`` (model, optimisers, RNG, step) is written
+atomically every ``checkpoint_every`` steps; ``RUN/log.csv`` and ``RUN/curves.png`` grow
+as it goes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .base import CompressedDomainModel
+from .entropy_models import gaussian_likelihood
+
+STAGES = ("codec", "prior", "adapter")
+#: POLC's bpp weights for q = 1..8 (q = 1 is the lowest rate); models with fewer
+#: qualities take evenly spaced entries.
+POLC_LAMBDAS = (18.0, 9.32, 4.83, 2.5, 1.3, 0.67, 0.35, 0.18)
+
+
+class TrainError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    stage: str
+    dataset: str
+    run_dir: str
+    model: str = "lite0"
+    objective: str = "polc"  # or "picm" (codec stage only)
+    steps: int = 1000
+    batch_size: int = 8
+    crop: int = 256
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    lambdas: tuple[float, ...] = ()
+    mse_weight: float = 1.0
+    lpips_weight: float = 1.0
+    task_weight: float = 1.0
+    distill_weight: float = 0.01
+    picm_mse_weight: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 10086
+    device: str = "auto"
+    threads: int = 0
+    init: Optional[str] = None
+    checkpoint_every: int = 100
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise TrainError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.objective not in ("polc", "picm"):
+            raise TrainError(f"objective must be 'polc' or 'picm', got {self.objective!r}")
+        if self.steps < 1 or self.batch_size < 1 or self.crop < 64 or self.crop % 64:
+            raise TrainError("steps and batch size must be positive, crop a multiple of 64 (at least 64)")
+
+
+def rate_lambdas(config: TrainConfig, levels: int) -> tuple[float, ...]:
+    if config.lambdas:
+        if len(config.lambdas) != levels:
+            raise TrainError(f"need {levels} lambdas (one per quality), got {len(config.lambdas)}")
+        return tuple(config.lambdas)
+    idx = np.linspace(1, len(POLC_LAMBDAS) - 2, levels).round().astype(int)
+    return tuple(POLC_LAMBDAS[i] for i in idx)
+
+
+class CropSet:
+    """The training crops of a prepared dataset, held in memory as uint8; random flips."""
+
+    def __init__(self, dataset_dir: str | Path, crop: int):
+        from .data import load_rgb
+
+        root = Path(dataset_dir)
+        meta_path = root / "crops.json"
+        if not meta_path.is_file():
+            raise TrainError(f"{root} is not a prepared dataset (no crops.json); run `edge-sdk data prepare` first")
+        meta = json.loads(meta_path.read_text())
+        if meta["crop"] < crop:
+            raise TrainError(f"dataset crops are {meta['crop']} px, smaller than the requested {crop}")
+        self.crop = crop
+        self.images = {}
+        for name in sorted({c[0] for c in meta["crops"]}):
+            self.images[name] = load_rgb(root / "train" / f"{name}.png")
+        self.index = [(n, t, l) for n, t, l in meta["crops"]]
+        if not self.index:
+            raise TrainError(f"{root} has no training crops")
+
+    def batch(self, rng: np.random.Generator, size: int) -> torch.Tensor:
+        picks = rng.integers(0, len(self.index), size)
+        out = np.empty((size, self.crop, self.crop, 3), np.uint8)
+        for i, k in enumerate(picks):
+            name, top, left = self.index[k]
+            img = self.images[name]
+            # a random sub-window of the stored crop when training on smaller crops
+            top += int(rng.integers(0, min(img.shape[0] - top, 2 * self.crop) - self.crop + 1))
+            left += int(rng.integers(0, min(img.shape[1] - left, 2 * self.crop) - self.crop + 1))
+            patch = img[top : top + self.crop, left : left + self.crop]
+            if rng.random() < 0.5:
+                patch = patch[:, ::-1]
+            out[i] = patch
+        return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _lpips(device: torch.device):
+    try:
+        from stlpips_pytorch import stlpips
+    except ImportError as exc:
+        raise TrainError("LPIPS needs 'stlpips-pytorch' (pip install 'edge-sdk[train]'), or pass --lpips-weight 0") from exc
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its set-up
+        net = stlpips.LPIPS(net="alex", variant="shift_tolerant").to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def trainable_parameters(model: CompressedDomainModel, stage: str, objective: str = "polc") -> list[torch.nn.Parameter]:
+    names = dict(model.named_parameters())
+    if stage == "adapter":
+        keep = [p for n, p in names.items() if n.startswith("adapter.")]
+    elif stage == "prior":
+        keep = [p for n, p in names.items() if n.startswith(model.prior_prefixes())]
+    else:
+        task = {id(p) for p in model.task_parameters()}
+        keep = [p for p in names.values() if id(p) not in task]
+        if objective == "picm":  # the task loss reaches the codec through the adapter, which learns with it
+            keep += [p for n, p in names.items() if n.startswith("adapter.")]
+    # the quantiles have their own optimiser (auxiliary loss), as in CompressAI
+    return [p for p in keep if p is not model.entropy_bottleneck.quantiles]
+
+
+def coarsen_residual(y: torch.Tensor, means: torch.Tensor, planes_dropped: torch.Tensor) -> torch.Tensor:
+    """ŷ as if the last k trit planes were not decoded: residual on a 3^k grid (per sample k)."""
+    step = (3.0 ** planes_dropped.float()).view(-1, 1, 1, 1)
+    r = y - means
+    coarse = torch.round(r / step) * step
+    return means + (coarse - r).detach() + r
+
+
+def compute_losses(model, x, quality: float, lam: float, config: TrainConfig, lpips_net, teacher_cache=None,
+                   rng: Optional[np.random.Generator] = None) -> dict[str, torch.Tensor]:
+    """All loss terms of one batch; ``total`` is what the stage optimises."""
+    n, _, h, w = x.shape
+    pixels = n * h * w
+    y = model.analysis(x, quality)
+    z = model.hyper_analysis(y, quality)
+    z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+    z_hat = torch.round(z) + (z - z.detach()) if config.stage != "codec" else z_noisy
+    means, scales = model.hyper_synthesis(z_hat, quality)
+    y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+    y_lik = gaussian_likelihood(y_noisy - means, scales, 0.11)
+    z_lik = model.entropy_bottleneck.likelihood(z_noisy + model.entropy_bottleneck.medians().view(1, -1, 1, 1))
+    bpp_y = -torch.log2(y_lik).sum() / pixels
+    bpp_z = -torch.log2(z_lik).sum() / pixels
+    y_hat = torch.round(y - means) + means + ((y - means) - (y - means).detach())  # straight-through
+    out = {"bpp": bpp_y + bpp_z, "bpp_y": bpp_y, "bpp_z": bpp_z}
+    if config.stage == "prior":
+        out["total"] = out["bpp"]
+        return out
+    if config.stage == "codec":
+        x_hat = model.synthesis_unclamped(y_hat, quality)  # a clamp would stop gradients at the range ends
+        mse = F.mse_loss(x_hat, x)
+        out["mse"] = mse
+        out["psnr"] = -10 * torch.log10(mse.detach().clamp_min(1e-10))
+        if config.objective == "polc":
+            distortion = config.mse_weight * 4.0 * mse  # MSE in [-1, 1] units, as POLC
+            if config.lpips_weight > 0:
+                out["lpips"] = lpips_net(2 * x_hat - 1, 2 * x - 1).mean()
+                distortion = distortion + config.lpips_weight * out["lpips"]
+        else:
+            with torch.no_grad():
+                teacher = model.pixel_classifier(x, quality)
+            student = model.classifier(y_hat, quality)
+            out["task"] = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True,
+                                   reduction="batchmean")
+            distortion = config.task_weight * (out["task"] + config.picm_mse_weight * 4.0 * mse)
+        out["total"] = lam * out["bpp"] + distortion
+        return out
+    # adapter: codec frozen, so ŷ carries no gradient; coarsen it to a random decode depth
+    with torch.no_grad():
+        k = torch.from_numpy((rng or np.random.default_rng()).integers(0, 4, n)).to(x.device)
+        y_in = coarsen_residual(y.detach(), means.detach(), k)
+        teacher_feat = model.pixel_features(x)
+        teacher = model.pixel_classifier(x, quality)
+    feat = model.adapter_features(y_in, quality)
+    student = model.classifier_from_features(feat)
+    out["task"] = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True, reduction="batchmean")
+    out["distill"] = F.mse_loss(feat, teacher_feat)
+    out["agree"] = (student.argmax(1) == teacher.argmax(1)).float().mean()
+    out["total"] = config.task_weight * out["task"] + config.distill_weight * out["distill"]
+    return out
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def plot_curves(log_path: Path, png_path: Path) -> None:
+    """Loss curves from log.csv (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(log_path.open()))
+    if not rows:
+        return
+    keys = [k for k in ("total", "bpp", "psnr", "lpips", "task", "distill", "agree") if rows[0].get(k) not in (None, "")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), squeeze=False)
+    steps = [int(r["step"]) for r in rows]
+    for ax, key in zip(axes[0], keys):
+        vals = [float(r[key]) for r in rows]
+        ax.plot(steps, vals, lw=0.8)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = png_path.with_name(png_path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+
+
+def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable[[int, dict], None]] = None) -> dict:
+    """Run (or resume) a training stage; returns the last logged metrics."""
+    from .checkpoint import load_checkpoint
+    from .registry import create_model
+
+    run = Path(config.run_dir)
+    last = run / "last.pt"
+    if run.exists() and any(run.iterdir()) and not resume:
+        raise TrainError(f"{run} is not empty; pass --resume to continue it or choose another --run-dir")
+    if resume and not last.is_file():
+        raise TrainError(f"nothing to resume in {run} (no last.pt)")
+    run.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = _device(config.device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    model = create_model(config.model)
+    if hasattr(model, "load_default_weights"):
+        model.load_default_weights(["backbone"])  # the frozen teacher/backbone, where one is packaged
+    if config.init:
+        report = load_checkpoint(model, config.init)
+        if report.shape_mismatch or not report.mapped:
+            raise TrainError(f"--init {config.init} does not fit {config.model}:\n{report.summary()}")
+    model.to(device)
+    params = trainable_parameters(model, config.stage, config.objective)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=config.lr)
+    train_quantiles = config.stage in ("codec", "prior")
+    model.entropy_bottleneck.quantiles.requires_grad_(train_quantiles)
+    aux_opt = torch.optim.Adam([model.entropy_bottleneck.quantiles], lr=config.aux_lr) if train_quantiles else None
+    (run / "config.json").write_text(json.dumps(asdict(config), indent=1) + "\n")
+    data = CropSet(config.dataset, config.crop)
+    lambdas = rate_lambdas(config, model.num_qualities)
+    lpips_net = _lpips(device) if config.stage == "codec" and config.objective == "polc" and config.lpips_weight > 0 else None
+    # restore RNG states last: building LPIPS and the data consumes random numbers
+    step = 0
+    if resume:
+        state = torch.load(last, map_location=device, weights_only=False)
+        saved = TrainConfig(**{**state["config"], "lambdas": tuple(state["config"]["lambdas"])})
+        if (saved.stage, saved.model, saved.objective) != (config.stage, config.model, config.objective):
+            raise TrainError(f"{run} holds a {saved.stage}/{saved.model}/{saved.objective} run, not "
+                             f"{config.stage}/{config.model}/{config.objective}")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if aux_opt is not None and state.get("aux_optimizer"):
+            aux_opt.load_state_dict(state["aux_optimizer"])
+        step = state["step"]
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+    # frozen parts stay in eval mode (BatchNorm statistics of the backbone must not drift)
+    model.eval()
+    log_path = run / "log.csv"
+    fields = ["step", "q", "total", "bpp", "bpp_y", "bpp_z", "mse", "psnr", "lpips", "task", "distill", "agree",
+              "aux", "seconds"]
+    new_log = not log_path.exists()
+    log_file = log_path.open("a", newline="")
+    writer = csv.DictWriter(log_file, fieldnames=fields)
+    if new_log:
+        writer.writeheader()
+    metrics: dict = {}
+    t0 = time.perf_counter()
+    try:
+        while step < config.steps:
+            q = int(rng.integers(1, model.num_qualities + 1))
+            x = data.batch(rng, config.batch_size).to(device)
+            losses = compute_losses(model, x, float(q), lambdas[q - 1], config, lpips_net, rng=rng)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            opt.step()
+            aux = None
+            if aux_opt is not None:
+                aux_opt.zero_grad(set_to_none=True)
+                aux = model.entropy_bottleneck.aux_loss()
+                aux.backward()
+                aux_opt.step()
+            step += 1
+            if not all(torch.isfinite(v).all() for v in losses.values()):
+                raise TrainError(f"step {step}: a loss became non-finite ({ {k: float(v) for k, v in losses.items()} })")
+            if step % config.log_every == 0 or step == config.steps:
+                metrics = {k: float(v.detach()) for k, v in losses.items()}
+                metrics.update(step=step, q=q, aux=float(aux.detach()) if aux is not None else "",
+                               seconds=round(time.perf_counter() - t0, 1))
+                writer.writerow({k: metrics.get(k, "") for k in fields})
+                log_file.flush()
+            if progress:
+                progress(step, metrics)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                _save_atomic({
+                    "config": asdict(config), "step": step, "model": model.state_dict(),
+                    "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict() if aux_opt else None,
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                }, last)
+                plot_curves(log_path, run / "curves.png")
+    finally:
+        log_file.close()
+    return metrics
+
+
+def export_weights(run_or_checkpoint: str | Path, out: str | Path, groups: tuple[str, ...] = ("codec", "adapter"),
+                   dtype: torch.dtype = torch.float16) -> dict:
+    """Write the trained groups of a run as a safetensors file (fp16 by default) for shipping."""
+    from safetensors.torch import save_file
+
+    from .checkpoint import weight_group_of
+    from .registry import create_model
+
+    path = Path(run_or_checkpoint)
+    if path.is_dir():
+        path = path / "last.pt"
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = create_model(state["config"]["model"])
+    tensors = {}
+    for key, value in state["model"].items():
+        if weight_group_of(model, key) in groups and value.is_floating_point():
+            tensors[key] = value.to(dtype).contiguous()
+        elif weight_group_of(model, key) in groups:
+            tensors[key] = value.contiguous()
+    meta = {"model": state["config"]["model"], "step": str(state["step"]), "groups": ",".join(groups)}
+    tmp = Path(str(out) + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, out)
+    return {"tensors": len(tensors), "bytes": Path(out).stat().st_size, **meta}

@@ -1,0 +1,100 @@
+"""Training stages run, resume exactly, log, plot, and export shippable weights (tiny sizes, CPU)."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edge_sdk.export.checkpoint import load_checkpoint
+from edge_sdk.export.data import prepare_dataset, scan_folder
+from edge_sdk.export.lite0 import Lite0Model
+from edge_sdk.export.train import TrainConfig, TrainError, coarsen_residual, export_weights, rate_lambdas, train
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    photos = root / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        coarse = rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize((160, 160), Image.BICUBIC).save(photos / f"p{i}.png")
+    prepare_dataset(scan_folder(photos, "CC0-1.0", split="train"), root / "ds", crop=64)
+    return root / "ds"
+
+
+def config(dataset, run, stage, **kw):
+    return TrainConfig(stage=stage, dataset=str(dataset), run_dir=str(run), steps=kw.pop("steps", 2), batch_size=2,
+                       crop=64, checkpoint_every=1, log_every=1, threads=2, **kw)
+
+
+def test_codec_stage_resumes_to_the_same_weights(dataset, tmp_path):
+    straight = config(dataset, tmp_path / "a", "codec", steps=3, lpips_weight=0.5)
+    train(straight)
+    first = config(dataset, tmp_path / "b", "codec", steps=2, lpips_weight=0.5)
+    train(first)
+    train(config(dataset, tmp_path / "b", "codec", steps=3, lpips_weight=0.5), resume=True)
+    a = torch.load(tmp_path / "a/last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b/last.pt", weights_only=False)["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    rows = list(csv.DictReader((tmp_path / "b/log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert all(float(r["bpp"]) > 0 and float(r["lpips"]) >= 0 for r in rows)
+    assert (tmp_path / "b/curves.png").stat().st_size > 1000
+
+
+def test_stages_train_only_their_parameters(dataset, tmp_path):
+    init = tmp_path / "init.safetensors"
+    train(config(dataset, tmp_path / "codec", "codec", steps=1, lpips_weight=0.0))
+    export_weights(tmp_path / "codec", init)
+    for stage, moved in (("adapter", "adapter."), ("prior", "h_s.")):
+        run = tmp_path / stage
+        train(config(dataset, run, stage, init=str(init)))
+        before = Lite0Model()
+        load_checkpoint(before, init)
+        after = torch.load(run / "last.pt", weights_only=False)["model"]
+        ref = before.state_dict()
+        changed = {k for k in after if not k.startswith("task_model.") and not torch.equal(after[k], ref[k])}
+        assert changed and all(k.startswith(moved if stage == "adapter" else ("h_s.", "inverse_hyper_gain.", "entropy_bottleneck."))
+                               for k in changed), (stage, sorted(changed)[:5])
+
+
+def test_picm_objective_and_weight_export(dataset, tmp_path):
+    metrics = train(config(dataset, tmp_path / "p", "codec", objective="picm", steps=1))
+    assert "task" in metrics and metrics["task"] >= 0
+    info = export_weights(tmp_path / "p", tmp_path / "w.safetensors")
+    assert info["tensors"] > 0 and info["model"] == "lite0"
+    model = Lite0Model()
+    report = load_checkpoint(model, tmp_path / "w.safetensors")
+    assert not report.unexpected and all(k.startswith("task_model.") for k in report.missing)
+
+
+def test_refusals(dataset, tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy/x").write_text("x")
+    with pytest.raises(TrainError, match="not empty"):
+        train(config(dataset, tmp_path / "busy", "codec"))
+    with pytest.raises(TrainError, match="nothing to resume"):
+        train(config(dataset, tmp_path / "new", "codec"), resume=True)
+    with pytest.raises(TrainError, match="not a prepared dataset"):
+        train(config(tmp_path, tmp_path / "r", "codec"))
+    with pytest.raises(TrainError, match="stage"):
+        config(dataset, tmp_path / "r", "gan")
+
+
+def test_coarsened_residual_lies_on_the_plane_grid():
+    y = torch.randn(3, 4, 5, 5) * 20
+    means = torch.randn(3, 4, 5, 5)
+    out = coarsen_residual(y, means, torch.tensor([0, 1, 2]))
+    for i, step in enumerate((1, 3, 9)):
+        r = (out[i] - means[i]) / step
+        assert torch.allclose(r, r.round(), atol=1e-4)
+        assert (out[i] - y[i]).abs().max() <= step / 2 + 1e-4
+
+
+def test_default_lambdas_span_polc_rates():
+    lam = rate_lambdas(TrainConfig(stage="codec", dataset="d", run_dir="r"), 4)
+    assert len(lam) == 4 and lam == tuple(sorted(lam, reverse=True))
