@@ -19,7 +19,7 @@ from torch import nn
 class EntropyBottleneck(nn.Module):
     """Ballé et al. (2018) non-parametric factorized density, one per channel."""
 
-    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0,
+    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3, 3), init_scale: float = 10.0,
                  tail_mass: float = 1e-9):
         super().__init__()
         self.channels = int(channels)

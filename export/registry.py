@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-_BUILTIN_MODULES = ("edge_sdk.export.lite0",)
+_BUILTIN_MODULES = ("edge_sdk.export.lite0", "edge_sdk.export.polc")
 
 
 @dataclass(frozen=True)
