@@ -422,6 +422,155 @@ def data_prepare(
                       f"{', '.join(result['licences'])} (per photo in dataset.json)")
 
 
+train_app = typer.Typer(help="Train a registered model's codec, prior or adapter (resumable).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+def _run_training(stage: str, **options) -> None:
+    try:
+        from edge_sdk.export import train as training
+    except ImportError as exc:
+        _fail(f"training needs the [train] extra ({exc.name} is missing): pip install 'edge-sdk[train]'")
+    as_json = options.pop("as_json")
+    resume = options.pop("resume")
+    lambdas = options.pop("lambdas")
+    try:
+        config = training.TrainConfig(stage=stage, lambdas=tuple(lambdas), **options)
+    except training.TrainError as exc:
+        _fail(str(exc))
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=as_json) as bar:
+            task = bar.add_task(f"{stage}", total=config.steps)
+
+            def report(step: int, metrics: dict) -> None:
+                shown = " ".join(f"{k}={metrics[k]:.4g}" for k in ("total", "bpp", "psnr", "agree") if
+                                 isinstance(metrics.get(k), float))
+                bar.update(task, completed=step, description=f"{stage} {shown}")
+
+            metrics = training.train(config, resume=resume, progress=report)
+    except (training.TrainError, FileNotFoundError, ImportError) as exc:
+        _fail(str(exc))
+    result = {"run_dir": config.run_dir, "stage": stage, **metrics}
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print(f"{stage} done: {json.dumps(metrics)}; log {config.run_dir}/log.csv, curves "
+                      f"{config.run_dir}/curves.png, checkpoint {config.run_dir}/last.pt")
+
+
+@train_app.command("codec")
+def train_codec(
+    dataset: Path = typer.Option(..., help="A folder made by `edge-sdk data prepare`."),
+    run_dir: Path = typer.Option(..., "--run-dir", help="Where checkpoints, log.csv and curves.png go."),
+    model: str = typer.Option("lite0", help="Registered model name."),
+    objective: str = typer.Option("polc", help="polc: rate + MSE + LPIPS; picm: rate + task loss + small MSE."),
+    steps: int = typer.Option(1000, help="Total optimiser steps (a resumed run continues to this many)."),
+    batch_size: int = typer.Option(8, help="Crops per step."),
+    crop: int = typer.Option(256, help="Crop side (multiple of 64)."),
+    lr: float = typer.Option(1e-4, help="Adam learning rate."),
+    lambdas: list[float] = typer.Option([], "--lambda", help="Rate weight per quality, lowest rate first (repeat "
+                                        "once per quality; default: POLC's weights spaced over the model's qualities)."),
+    lpips_weight: float = typer.Option(1.0, help="ST-LPIPS weight (polc objective); 0 turns it off."),
+    mse_weight: float = typer.Option(1.0, help="MSE weight (polc objective), in POLC's [-1, 1] units."),
+    init: Optional[str] = typer.Option(None, help="Start from these weights (checkpoint or safetensors)."),
+    seed: int = typer.Option(10086, help="Seed of crops, qualities and noise."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+    checkpoint_every: int = typer.Option(100, help="Steps between checkpoints and curve plots."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
+) -> None:
+    """Train the codec: POLC's rate + MSE + ST-LPIPS, or PICM-Net's rate + task loss.
+
+    The quality is drawn per step; the factorized z prior's quantiles learn
+    with their own optimiser. Example:
+    edge-sdk train codec --dataset data/photos --run-dir runs/codec --steps 20000
+    """
+    _run_training("codec", dataset=str(dataset), run_dir=str(run_dir), model=model, objective=objective, steps=steps,
+                  batch_size=batch_size, crop=crop, lr=lr, lambdas=lambdas, lpips_weight=lpips_weight,
+                  mse_weight=mse_weight, init=init, seed=seed, device=device, threads=threads,
+                  checkpoint_every=checkpoint_every, resume=resume, as_json=as_json)
+
+
+@train_app.command("prior")
+def train_prior(
+    dataset: Path = typer.Option(..., help="A folder made by `edge-sdk data prepare`."),
+    run_dir: Path = typer.Option(..., "--run-dir", help="Where checkpoints, log.csv and curves.png go."),
+    init: str = typer.Option(..., help="The frozen codec's weights (e.g. an official POLC checkpoint)."),
+    model: str = typer.Option("lite0", help="Registered model name."),
+    steps: int = typer.Option(1000, help="Total optimiser steps."),
+    batch_size: int = typer.Option(8, help="Crops per step."),
+    crop: int = typer.Option(256, help="Crop side (multiple of 64)."),
+    lr: float = typer.Option(1e-4, help="Adam learning rate."),
+    seed: int = typer.Option(10086, help="Seed."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+    checkpoint_every: int = typer.Option(100, help="Steps between checkpoints."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
+) -> None:
+    """Train only the mean-scale hyperprior for the rate, everything else frozen.
+
+    This is how an official POLC checkpoint (whose own entropy model is a
+    multistage context model) becomes trit-plane capable.
+    """
+    _run_training("prior", dataset=str(dataset), run_dir=str(run_dir), model=model, steps=steps, batch_size=batch_size,
+                  crop=crop, lr=lr, lambdas=[], init=init, seed=seed, device=device, threads=threads,
+                  checkpoint_every=checkpoint_every, resume=resume, as_json=as_json)
+
+
+@train_app.command("adapter")
+def train_adapter(
+    dataset: Path = typer.Option(..., help="A folder made by `edge-sdk data prepare`."),
+    run_dir: Path = typer.Option(..., "--run-dir", help="Where checkpoints, log.csv and curves.png go."),
+    init: str = typer.Option(..., help="The trained codec's weights."),
+    model: str = typer.Option("lite0", help="Registered model name."),
+    steps: int = typer.Option(1000, help="Total optimiser steps."),
+    batch_size: int = typer.Option(8, help="Crops per step."),
+    crop: int = typer.Option(256, help="Crop side (multiple of 64)."),
+    lr: float = typer.Option(1e-4, help="Adam learning rate."),
+    distill_weight: float = typer.Option(0.01, help="Feature-distillation weight (POLC: 0.01)."),
+    seed: int = typer.Option(10086, help="Seed."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+    checkpoint_every: int = typer.Option(100, help="Steps between checkpoints."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
+) -> None:
+    """Train the adapter with codec and backbone frozen: KL to the teacher + feature distillation.
+
+    The teacher is the same backbone on the original pixels (no labels are
+    needed). ŷ is coarsened to a random trit-plane depth so the adapter also
+    works on partially decoded streams.
+    """
+    _run_training("adapter", dataset=str(dataset), run_dir=str(run_dir), model=model, steps=steps,
+                  batch_size=batch_size, crop=crop, lr=lr, lambdas=[], distill_weight=distill_weight, init=init,
+                  seed=seed, device=device, threads=threads, checkpoint_every=checkpoint_every, resume=resume,
+                  as_json=as_json)
+
+
+@train_app.command("export-weights")
+def train_export_weights(
+    run_dir: Path = typer.Argument(..., help="A training run folder (or its last.pt)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The .safetensors file to write (atomically)."),
+    full_precision: bool = typer.Option(False, "--fp32", help="Keep float32 (default: float16, half the size)."),
+) -> None:
+    """Write a run's codec and adapter weights as safetensors, ready for `edge-sdk export --checkpoint`."""
+    try:
+        import torch
+
+        from edge_sdk.export import train as training
+    except ImportError as exc:
+        _fail(f"needs the [train] extra ({exc.name} is missing)")
+    if not (run_dir / "last.pt").is_file() and not run_dir.is_file():
+        _fail(f"{run_dir} holds no training checkpoint (last.pt)")
+    info = training.export_weights(run_dir, out, dtype=torch.float32 if full_precision else torch.float16)
+    console.print(f"wrote {out}: {info['tensors']} tensors, {info['bytes'] / 1e6:.1f} MB, step {info['step']}")
+
+
 @app.command()
 def version() -> None:
     """Print the edge-sdk version and the stream format version it reads."""

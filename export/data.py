@@ -21,8 +21,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-import math
-import os
 import re
 import shutil
 import tempfile

@@ -98,7 +98,6 @@ def test_prepare_is_deterministic_and_splits_by_image(tmp_path, debian_root):
 
 
 def test_odd_images_become_rgb(tmp_path):
-    paths = {}
     gray = tmp_path / "gray.png"
     Image.fromarray(photo(1, 300, 300)[..., 0]).save(gray)
     rgba = tmp_path / "rgba.png"

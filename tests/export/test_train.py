@@ -98,3 +98,22 @@ def test_coarsened_residual_lies_on_the_plane_grid():
 def test_default_lambdas_span_polc_rates():
     lam = rate_lambdas(TrainConfig(stage="codec", dataset="d", run_dir="r"), 4)
     assert len(lam) == 4 and lam == tuple(sorted(lam, reverse=True))
+
+
+def test_cli_train_codec_then_export_weights(dataset, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from edge_sdk.cli import app
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "codec", "--dataset", str(dataset), "--run-dir", str(run), "--steps", "1",
+                                 "--batch-size", "1", "--crop", "64", "--lpips-weight", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["step"] == 1
+    again = runner.invoke(app, ["train", "codec", "--dataset", str(dataset), "--run-dir", str(run), "--steps", "1"])
+    assert again.exit_code == 2 and "--resume" in again.output
+    out = runner.invoke(app, ["train", "export-weights", str(run), "--out", str(tmp_path / "w.safetensors")])
+    assert out.exit_code == 0 and (tmp_path / "w.safetensors").is_file()
