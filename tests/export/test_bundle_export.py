@@ -148,3 +148,14 @@ def test_bad_checkpoints_are_refused_clearly(tmp_path):
         prepare_model("lite0", checkpoint=wrong)
     with pytest.raises(CheckpointError, match="does not exist"):
         prepare_model("lite0", checkpoint=tmp_path / "nope.pth")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["polc_convnext_t", "polc_deit_s"])
+def test_every_registered_polc_model_exports_at_full_size(tmp_path, name):
+    """The registered (official-size) POLC models, random weights, at the smallest legal sizes."""
+    manifest = export_model(name, tmp_path / name, random_weights=True, sizes=((192, 192), (192, 256)))
+    bundle = Bundle.load(tmp_path / name)
+    assert bundle.model_name == name and bundle.latent_channels == 320 and bundle.min_size == 192
+    assert set(bundle.random_parts) >= {"adapter", "codec"}
+    assert max(g["max_abs_diff"] for g in manifest["graphs"].values()) <= 1e-3
