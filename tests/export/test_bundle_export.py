@@ -88,7 +88,7 @@ def test_export_refuses_an_existing_folder_and_a_bad_quality(tmp_path):
         export_model("lite0", tmp_path / "c", random_weights=True, quality=7)
 
 
-def test_failed_verification_leaves_nothing_behind(tmp_path, monkeypatch):
+def test_failed_verification_leaves_nothing_behind(tmp_path, monkeypatch, no_shipped_weights):
     model, weights, _ = prepare_model("lite0", random_weights=True)
     monkeypatch.setattr(onnx_export, "MAX_ABS_DIFF", 0.0)
     monkeypatch.setattr(onnx_export, "EXPORT_PARTS", EXPORT_PARTS[:1])
@@ -109,13 +109,27 @@ def test_force_replaces_an_existing_bundle_atomically(tmp_path, lite0_export, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
-def test_missing_weights_are_an_error_unless_random_is_allowed():
+def test_missing_weights_are_an_error_unless_random_is_allowed(no_shipped_weights):
     with pytest.raises(MissingWeightsError, match="--random-weights"):
         prepare_model("lite0")
 
 
+def test_shipped_weights_are_found_without_arguments(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    donor = prepare_model("lite0", random_weights=True)[0]
+    shipped = tmp_path / "lite0.safetensors"
+    save_file({k: v.half().contiguous() for k, v in donor.state_dict().items()
+               if not k.startswith("task_model.") and v.is_floating_point()}, str(shipped))
+    monkeypatch.setattr("edge_sdk.export.lite0.shipped_weights_path", lambda: shipped)
+    model, weights, _ = prepare_model("lite0")
+    assert weights.random_parts == []
+    assert any("shipped" in s["source"] for s in weights.sources)
+    assert torch.equal(model.g_s[0].weight, donor.g_s[0].weight.half().float())
+
+
 @pytest.mark.parametrize("fmt", ["safetensors", "pth_tar_dataparallel"])
-def test_checkpoint_supplies_codec_and_adapter(tmp_path, fmt):
+def test_checkpoint_supplies_codec_and_adapter(tmp_path, fmt, no_shipped_weights):
     donor = prepare_model("lite0", random_weights=True)[0]
     state = {k: v for k, v in donor.state_dict().items() if not k.startswith("task_model.")}
     if fmt == "safetensors":
@@ -133,7 +147,7 @@ def test_checkpoint_supplies_codec_and_adapter(tmp_path, fmt):
     assert torch.equal(model.entropy_bottleneck.quantiles, donor.entropy_bottleneck.quantiles)
 
 
-def test_bad_checkpoints_are_refused_clearly(tmp_path):
+def test_bad_checkpoints_are_refused_clearly(tmp_path, no_shipped_weights):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
