@@ -74,6 +74,24 @@ class EntropyBottleneck(nn.Module):
         logits = self._logits_cumulative(self.quantiles, stop_gradient=True)
         return torch.abs(logits - self.target).sum()
 
+    def settle_quantiles(self, max_steps: int = 5000, lr: float = 0.2, tolerance: float = 1e-2) -> float:
+        """Fit the quantiles to the current density with the auxiliary loss alone; returns the final loss.
+
+        CompressAI trains them alongside the codec at lr 1e-3, which needs far more steps than
+        a short run has; the density is fixed here, so a few thousand large steps settle them.
+        """
+        opt = torch.optim.Adam([self.quantiles], lr=lr)
+        loss = self.aux_loss()
+        with torch.enable_grad():
+            for _ in range(max_steps):
+                loss = self.aux_loss()
+                if float(loss.detach()) < tolerance:
+                    break
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return float(loss.detach())
+
     @torch.no_grad()
     def pmf_table(self, max_support: int = 4096) -> tuple[list[np.ndarray], list[int]]:
         """Per channel, the pmf of the integer symbol s = round(z - median) and its first value.

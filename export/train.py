@@ -350,6 +350,8 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
                 log_file.flush()
             if progress:
                 progress(step, metrics)
+            if step == config.steps and aux_opt is not None:
+                metrics["aux_settled"] = model.entropy_bottleneck.settle_quantiles()
             if step % config.checkpoint_every == 0 or step == config.steps:
                 _save_atomic({
                     "config": asdict(config), "step": step, "model": model.state_dict(),

@@ -82,3 +82,9 @@ def test_z_prior_tables_cover_the_learned_quantiles():
     for pmf, off in zip(pmfs, offsets):
         assert off <= 0 <= off + len(pmf) - 1
         assert np.all(pmf > 0) and 0.99 < pmf.sum() <= 1.0 + 1e-6
+
+
+def test_settle_quantiles_places_the_tails():
+    eb = Lite0Model(N=8, M=16).entropy_bottleneck
+    assert float(eb.aux_loss().detach()) > 10
+    assert eb.settle_quantiles() < 1.0
