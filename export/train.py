@@ -377,8 +377,11 @@ def export_weights(run_or_checkpoint: str | Path, out: str | Path, groups: tuple
         path = path / "last.pt"
     state = torch.load(path, map_location="cpu", weights_only=False)
     model = create_model(state["config"]["model"])
+    model.load_state_dict(state["model"])
+    # the shipped z tables are derived from the quantiles: make sure they sit on the density
+    model.entropy_bottleneck.settle_quantiles()
     tensors = {}
-    for key, value in state["model"].items():
+    for key, value in model.state_dict().items():
         if weight_group_of(model, key) in groups and value.is_floating_point():
             tensors[key] = value.to(dtype).contiguous()
         elif weight_group_of(model, key) in groups:
