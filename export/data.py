@@ -155,20 +155,10 @@ def sha256_of(path: str | Path) -> str:
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Any Pillow-readable image as uint8 RGB (H, W, 3): EXIF rotation applied, 16-bit scaled, alpha dropped."""
-    from PIL import Image, ImageOps
+    """uint8 RGB (H, W, 3) under the one image policy of ``edge_sdk.images`` (EXIF, alpha, 16-bit)."""
+    from edge_sdk.images import read_image, to_uint8
 
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(im, dtype=np.float64)
-            arr = np.clip(arr / (65535.0 if arr.max() > 255 else 255.0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            return np.repeat(arr[..., None], 3, axis=2)
-        if im.mode in ("RGBA", "LA", "P", "PA"):
-            im = im.convert("RGBA")
-            background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(background, im)
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    return to_uint8(read_image(path))
 
 
 def downscale(img: np.ndarray, factor: float) -> np.ndarray:
