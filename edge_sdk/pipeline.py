@@ -1,0 +1,261 @@
+"""Encoder and Decoder: images ↔ progressive streams ↔ predictions, on any backend.
+
+Numpy arrays and bytes in and out; no torch anywhere. The backend (ONNX Runtime today)
+is chosen once; the Decoder never needs to know which one it got.
+
+    enc = Encoder("bundles/lite0")
+    data = enc.encode("photo.jpg")
+    dec = Decoder("bundles/lite0")
+    pred = dec.classify(data)                  # full depth (or controller-stopped, issue 6)
+    img = dec.reconstruct(data, level=20)      # uint8 (H, W, 3)
+
+    session = dec.session()                    # streaming: bytes as they arrive
+    for packet in packets:
+        session.feed(packet)
+        if session.ready:
+            print(session.level, session.classify().top5[0])
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from edge_sdk.images import DEFAULT_MAX_PIXELS, ImageInput, pad_image, read_image, to_uint8
+from edge_sdk.runtime import (
+    ChunkSchedule,
+    LatentDecoder,
+    Ordering,
+    StreamInfo,
+    encode_latent,
+    level_boundaries,
+    read_header,
+    scale_to_index,
+)
+from edge_sdk.runtime.backend import Backend, GraphSet, default_backend
+from edge_sdk.runtime.bundle import Bundle
+from edge_sdk.runtime.errors import BitstreamError
+
+BundleLike = Union[Bundle, str, Path]
+
+
+def _bundle(bundle: BundleLike) -> Bundle:
+    return bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max()
+    e = np.exp(z)
+    return e / e.sum()
+
+
+@dataclass
+class Prediction:
+    """What the compressed-domain classifier says at one decoded level."""
+
+    top5: list[tuple[int, str, float]]
+    level: int
+    levels: int
+    bytes_used: int
+    bytes_total: Optional[int]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "top5": [{"index": i, "name": n, "prob": round(p, 6)} for i, n, p in self.top5],
+            "level": self.level,
+            "levels": self.levels,
+            "bytes_used": self.bytes_used,
+            "bytes_total": self.bytes_total,
+            "ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+
+class Encoder:
+    """Image (file or array, any mode) → progressive stream bytes."""
+
+    def __init__(self, bundle: BundleLike, backend: Optional[Backend] = None, *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, schedule: ChunkSchedule = ChunkSchedule(),
+                 ordering: Ordering = Ordering.EXPECTED_VARIANCE):
+        self.bundle = _bundle(bundle)
+        self.graphs = GraphSet(self.bundle, backend or default_backend())
+        self.max_pixels = max_pixels
+        self.schedule = schedule
+        self.ordering = ordering
+        self.last_timings_ms: dict[str, float] = {}
+
+    def encode(self, image: ImageInput) -> bytes:
+        t0 = time.perf_counter()
+        rgb = read_image(image, self.max_pixels)
+        h, w = rgb.shape[:2]
+        x, padding = pad_image(rgb, self.bundle.padding_multiple, self.bundle.min_size)
+        t1 = time.perf_counter()
+        y = self.graphs.run("analysis", image=x)["y"]
+        t2 = time.perf_counter()
+        z = np.round(self.graphs.run("hyper_analysis", y=y)["z"])
+        hyper = self.graphs.run("hyper_synthesis", z_hat=z)
+        t3 = time.perf_counter()
+        kidx = scale_to_index(hyper["scales"][0], self.bundle.tables.trit.scales)
+        info = StreamInfo(model_name=self.bundle.model_name, bundle_hash=self.bundle.codec_id, image_size=(h, w),
+                          padding=padding, quality=int(round(self.bundle.quality)))
+        data = encode_latent(y[0], hyper["means"][0], kidx, z[0].astype(np.int64), self.bundle.tables, info=info,
+                             ordering=self.ordering, schedule=self.schedule)
+        t4 = time.perf_counter()
+        self.last_timings_ms = {"read": (t1 - t0) * 1e3, "analysis": (t2 - t1) * 1e3,
+                                "hyperprior": (t3 - t2) * 1e3, "entropy_encode": (t4 - t3) * 1e3}
+        return data
+
+
+class DecodeSession:
+    """One stream being received: feed bytes, ask for predictions or pixels at any level."""
+
+    def __init__(self, decoder: "Decoder"):
+        self._decoder = decoder
+        self._graphs = decoder.graphs
+        self._tables = decoder.bundle.tables
+        self.timings_ms: dict[str, float] = {"hyperprior": 0.0, "entropy_decode": 0.0}
+        self._latent = LatentDecoder(self._tables, prior=self._prior, expected_bundle_hash=decoder.bundle.codec_id,
+                                     max_latent_elements=decoder.max_latent_elements)
+        self._cache: dict[str, tuple[int, object]] = {}
+
+    def _prior(self, z: np.ndarray, header) -> tuple[np.ndarray, np.ndarray]:
+        t = time.perf_counter()
+        out = self._graphs.run("hyper_synthesis", z_hat=z[None].astype(np.float32))
+        self.timings_ms["hyperprior"] += (time.perf_counter() - t) * 1e3
+        return out["means"][0], scale_to_index(out["scales"][0], self._tables.trit.scales)
+
+    # --- bytes in ---------------------------------------------------------------------------
+    def feed(self, data: bytes | bytearray | memoryview) -> int:
+        """Take the next bytes (any split); returns the level now decodable. Raises BitstreamError."""
+        t = time.perf_counter()
+        before = self.timings_ms["hyperprior"]
+        self._latent.feed(data)
+        spent = (time.perf_counter() - t) * 1e3 - (self.timings_ms["hyperprior"] - before)
+        self.timings_ms["entropy_decode"] += spent
+        if self._latent.header is not None and self._latent.header.model_name != self._decoder.bundle.model_name:
+            raise BitstreamError(f"stream is for model {self._latent.header.model_name!r}, "
+                                 f"this decoder holds {self._decoder.bundle.model_name!r}")
+        return self._latent.level
+
+    @property
+    def ready(self) -> bool:
+        """Header and z are in: level 0 (the prior's means) or more can be used."""
+        return self._latent.ready
+
+    @property
+    def level(self) -> int:
+        return self._latent.level
+
+    @property
+    def num_levels(self) -> Optional[int]:
+        return self._latent.num_levels
+
+    @property
+    def complete(self) -> bool:
+        return self._latent.complete
+
+    @property
+    def needs_more(self) -> bool:
+        return self._latent.needs_more
+
+    @property
+    def bytes_received(self) -> int:
+        return self._latent.bytes_received
+
+    @property
+    def bytes_used(self) -> int:
+        return self._latent.bytes_for_level(self.level) if self.ready else 0
+
+    @property
+    def stream_size(self) -> Optional[int]:
+        return self._latent.stream_size
+
+    # --- answers ------------------------------------------------------------------------------
+    def _require_ready(self) -> None:
+        if not self.ready:
+            raise BitstreamError("not enough bytes yet: the header and z section are incomplete")
+
+    def logits(self) -> np.ndarray:
+        self._require_ready()
+        cached = self._cache.get("logits")
+        if cached and cached[0] == self.level:
+            return cached[1]
+        t = time.perf_counter()
+        y_hat = self._latent.y_hat()[None].astype(np.float32)
+        logits = self._graphs.run("classifier", y_hat=y_hat)["logits"][0]
+        self.timings_ms["classifier"] = self.timings_ms.get("classifier", 0.0) + (time.perf_counter() - t) * 1e3
+        self._cache["logits"] = (self.level, logits)
+        return logits
+
+    def classify(self, k: int = 5) -> Prediction:
+        probs = softmax(self.logits())
+        top = np.argsort(-probs, kind="stable")[:k]
+        names = self._decoder.bundle.class_names
+        return Prediction(
+            top5=[(int(i), names[i] if i < len(names) else str(i), float(probs[i])) for i in top],
+            level=self.level, levels=self.num_levels or 0, bytes_used=self.bytes_used,
+            bytes_total=self.stream_size, timings_ms=dict(self.timings_ms))
+
+    def reconstruct(self) -> np.ndarray:
+        """uint8 RGB (H, W, 3) at the current level, padding removed."""
+        self._require_ready()
+        t = time.perf_counter()
+        y_hat = self._latent.y_hat()[None].astype(np.float32)
+        image = self._graphs.run("synthesis", y_hat=y_hat)["image"][0].transpose(1, 2, 0)
+        self.timings_ms["synthesis"] = self.timings_ms.get("synthesis", 0.0) + (time.perf_counter() - t) * 1e3
+        h, w = self._latent.header.image_size
+        return to_uint8(image[:h, :w])
+
+
+class Decoder:
+    """Progressive stream → predictions and reconstructions."""
+
+    def __init__(self, bundle: BundleLike, backend: Optional[Backend] = None, *,
+                 max_latent_elements: int = 1 << 24):
+        self.bundle = _bundle(bundle)
+        self.graphs = GraphSet(self.bundle, backend or default_backend())
+        self.max_latent_elements = max_latent_elements
+
+    def session(self) -> DecodeSession:
+        return DecodeSession(self)
+
+    def _session_at(self, data: bytes, level: Optional[int]) -> DecodeSession:
+        session = self.session()
+        data = bytes(data)
+        if level is None:
+            session.feed(data)
+        else:
+            ends = level_boundaries(data)
+            if not 0 <= level < len(ends):
+                raise ValueError(f"level must lie in 0..{len(ends) - 1}")
+            if ends[level] > len(data):
+                raise BitstreamError(f"level {level} needs {ends[level]} bytes; the data holds {len(data)}")
+            session.feed(data[: ends[level]])
+        session._require_ready()
+        return session
+
+    def classify(self, data: bytes, threshold: Optional[float] = None, level: Optional[int] = None) -> Prediction:
+        """Classify from the latent: at ``level``, or the deepest level the data holds.
+
+        ``threshold`` stops early by the adaptive-decoding controller; bundles do not carry
+        a calibrated controller yet (issue 6), so asking for one is an error rather than a
+        silent full decode.
+        """
+        if threshold is not None:
+            raise NotImplementedError(
+                "early stopping needs a calibrated controller in the bundle; `edge-sdk calibrate` is not "
+                "available yet (issue 6). Call classify without threshold for a full-depth decision.")
+        return self._session_at(data, level).classify()
+
+    def reconstruct(self, data: bytes, level: Optional[int] = None) -> np.ndarray:
+        """uint8 RGB image at ``level`` (default: the deepest level the data holds)."""
+        return self._session_at(data, level).reconstruct()
+
+    @staticmethod
+    def describe(data: bytes) -> dict:
+        header = read_header(bytes(data))
+        return {"model": header.model_name, "image_size": list(header.image_size), "levels": header.num_levels}

@@ -1,0 +1,115 @@
+"""Encoder and Decoder on ONNX Runtime, end to end on CPU: levels, streaming, bad inputs."""
+
+import numpy as np
+import pytest
+
+from edge_sdk.pipeline import Decoder, Encoder
+from edge_sdk.runtime import BitstreamError, level_boundaries
+from edge_sdk.runtime.backend import BackendError
+from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend
+
+
+@pytest.fixture(scope="module")
+def codec(lite0_export):
+    out, _, _ = lite0_export
+    backend = OnnxRuntimeBackend(device="cpu", threads=2)
+    return Encoder(out, backend), Decoder(out, backend)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    data = pytest.importorskip("skimage.data")
+    return data.coffee()[:150, :200]
+
+
+def test_round_trip_every_level(codec, photo):
+    enc, dec = codec
+    data = enc.encode(photo)
+    ends = level_boundaries(data)
+    assert ends[-1] == len(data)
+    for level in range(len(ends)):
+        pred = dec.classify(data, level=level)
+        # zero-length chunks (an empty escape chunk) share their end with the level before
+        assert pred.level >= level and ends[pred.level] == ends[level]
+        assert pred.bytes_used == ends[level] and pred.bytes_total == len(data)
+        assert len(pred.top5) == 5 and abs(sum(p for *_, p in pred.top5) - 1) < 1  # probabilities
+        assert pred.top5[0][2] >= pred.top5[-1][2]
+    image = dec.reconstruct(data)
+    assert image.shape == photo.shape and image.dtype == np.uint8
+    full = dec.classify(data)
+    assert full.level == full.levels == len(ends) - 1
+    assert set(enc.last_timings_ms) == {"read", "analysis", "hyperprior", "entropy_encode"}
+
+
+def test_streaming_matches_whole_stream(codec, photo):
+    enc, dec = codec
+    data = enc.encode(photo)
+    session = dec.session()
+    assert session.needs_more and not session.ready
+    with pytest.raises(BitstreamError, match="not enough bytes"):
+        session.classify()
+    levels_seen = []
+    for i in range(0, len(data), 53):
+        session.feed(memoryview(data)[i : i + 53])
+        if session.ready:
+            levels_seen.append(session.level)
+    assert session.complete and not session.needs_more
+    assert levels_seen == sorted(levels_seen)
+    np.testing.assert_array_equal(session.reconstruct(), dec.reconstruct(data))
+    assert session.classify().top5 == dec.classify(data).top5
+
+
+def test_truncated_and_corrupt_streams(codec, photo):
+    enc, dec = codec
+    data = enc.encode(photo)
+    ends = level_boundaries(data)
+    cut = ends[0] + (ends[-1] - ends[0]) // 2  # mid-chunk: the partial chunk is simply not used yet
+    assert dec.classify(data[:cut]).level == max(i for i, e in enumerate(ends) if e <= cut)
+    with pytest.raises(BitstreamError):
+        dec.classify(data[:10])
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 0xFF
+    with pytest.raises(BitstreamError):
+        dec.classify(bytes(damaged))
+    short = next(j for j in range(1, len(ends)) if ends[j] > ends[j - 1])
+    with pytest.raises(BitstreamError, match="needs"):
+        dec.reconstruct(data[: ends[short - 1]], level=short)
+    with pytest.raises(ValueError, match="level must lie"):
+        dec.classify(data, level=len(ends))
+
+
+def test_stream_of_another_bundle_is_refused(codec, photo, tmp_path, lite0_export):
+    import shutil
+
+    from edge_sdk.runtime import Bundle
+
+    out, _, _ = lite0_export
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    import json
+
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["model"]["quality"] = 3.0  # a different codec identity
+    from edge_sdk.runtime.bundle import codec_id
+
+    manifest["codec_id"] = codec_id("lite0", 3.0, {n: g["sha256"] for n, g in manifest["graphs"].items()},
+                                    bytes.fromhex(manifest["entropy"]["tables_digest"])).hex()
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    data = codec[0].encode(photo)
+    with pytest.raises(BitstreamError, match="bundle"):
+        Decoder(Bundle.load(other), OnnxRuntimeBackend(device="cpu")).classify(data)
+
+
+def test_threshold_without_controller_is_an_explicit_error(codec, photo):
+    enc, dec = codec
+    with pytest.raises(NotImplementedError, match="controller"):
+        dec.classify(enc.encode(photo), threshold=0.8)
+
+
+def test_backend_refuses_unavailable_cuda():
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(BackendError, match="CUDA"):
+        OnnxRuntimeBackend(device="cuda")
