@@ -577,6 +577,10 @@ def version() -> None:
     print(f"edge-sdk {__version__} (stream format {FORMAT_VERSION})")
 
 
+# registers encode, decode, run and doctor on `app`
+from edge_sdk import cli_run as _cli_run  # noqa: E402,F401
+
+
 def main() -> None:
     app()
 

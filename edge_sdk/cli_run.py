@@ -1,0 +1,292 @@
+"""``edge-sdk encode``, ``decode``, ``run`` and ``doctor``: the commands that run a bundle.
+
+Registered on the main app by ``edge_sdk.cli``; kept apart so the stream and export
+commands stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from edge_sdk.cli import _fail, _load_bundle, app, console, err_console, write_atomic
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+STREAM_SUFFIX = ".edgt"
+
+
+def _backend(device: str, threads: int):
+    from edge_sdk.runtime.backend import BackendError, default_backend
+
+    try:
+        return default_backend(device=device, threads=threads or None)
+    except BackendError as exc:
+        _fail(str(exc))
+
+
+def _expand(inputs: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | {STREAM_SUFFIX})
+        elif path.is_file():
+            files.append(path)
+        else:
+            _fail(f"{path} does not exist")
+    if not files:
+        _fail("no images or streams found in the inputs")
+    return files
+
+
+def _warn_random(bundle) -> None:
+    if bundle.random_parts:
+        err_console.print(f"[bold yellow]warning:[/bold yellow] {bundle.path} has RANDOM WEIGHTS in "
+                          f"{', '.join(bundle.random_parts)}; its outputs mean nothing")
+
+
+@app.command()
+def encode(
+    inputs: list[Path] = typer.Argument(..., help="Image files or folders (JPEG, PNG, WebP, TIFF, BMP, any mode)."),
+    bundle: Path = typer.Option(..., help="Bundle directory (from `edge-sdk export`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (one NAME.edgt per image), or a file for one image."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime)."),
+    threads: int = typer.Option(0, help="CPU threads (0: all cores)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON line per image."),
+) -> None:
+    """Encode images into progressive streams (.edgt), written atomically.
+
+    Images are converted to RGB (EXIF rotation, grayscale replicated, alpha over
+    white, 16-bit scaled), padded bottom/right to the bundle's multiple; the
+    padding is recorded in the stream and removed by the decoder.
+    """
+    from edge_sdk.images import ImageError
+    from edge_sdk.pipeline import Encoder
+
+    loaded = _load_bundle(bundle)
+    _warn_random(loaded)
+    encoder = Encoder(loaded, _backend(device, threads))
+    files = _expand(inputs)
+    single = len(files) == 1 and out.suffix == STREAM_SUFFIX
+    if not single:
+        out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in files:
+        target = out if single else out / (path.stem + STREAM_SUFFIX)
+        try:
+            data = encoder.encode(path)
+        except ImageError as exc:
+            failures += 1
+            err_console.print(f"[red]skipped[/red] {path}: {exc}")
+            continue
+        write_atomic(target, data)
+        row = {"file": str(path), "stream": str(target), "bytes": len(data),
+               "ms": {k: round(v, 1) for k, v in encoder.last_timings_ms.items()}}
+        print(json.dumps(row)) if as_json else console.print(f"{path} → {target} ({len(data)} bytes)")
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def decode(
+    stream: Path = typer.Argument(..., help="A stream (.edgt) or a prefix of one."),
+    bundle: Path = typer.Option(..., help="Bundle directory the stream was made with."),
+    out: Path = typer.Option(..., "--out", "-o", help="Reconstructed image (PNG), written atomically."),
+    level: Optional[int] = typer.Option(None, help="Decode to this level (default: all the bytes hold)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime)."),
+    threads: int = typer.Option(0, help="CPU threads (0: all cores)."),
+) -> None:
+    """Reconstruct the image a stream (or a prefix of it) holds, at a chosen level."""
+    import io
+
+    from PIL import Image
+
+    from edge_sdk.pipeline import Decoder
+    from edge_sdk.runtime import BitstreamError
+
+    loaded = _load_bundle(bundle)
+    decoder = Decoder(loaded, _backend(device, threads))
+    try:
+        data = stream.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {stream}: {exc.strerror}")
+    try:
+        image = decoder.reconstruct(data, level=level)
+    except (BitstreamError, ValueError) as exc:
+        _fail(f"{stream}: {exc}")
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    write_atomic(out, buf.getvalue())
+    console.print(f"wrote {out} ({image.shape[1]}×{image.shape[0]})")
+
+
+def _run_one(path: Path, encoder, decoder, trace: bool) -> dict:
+    """Encode (images) or read (streams), then decode progressively; one result row."""
+    t0 = time.perf_counter()
+    if path.suffix.lower() == STREAM_SUFFIX:
+        data = path.read_bytes()
+        encode_ms: dict = {}
+    else:
+        data = encoder.encode(path)
+        encode_ms = {f"encode_{k}": v for k, v in encoder.last_timings_ms.items()}
+    from edge_sdk.runtime import level_boundaries
+
+    session = decoder.session()
+    ends = level_boundaries(data)
+    levels = []
+    if trace:
+        fed = 0
+        for level, end in enumerate(ends):
+            if end > len(data):
+                break
+            session.feed(data[fed:end])
+            fed = end
+            if session.level < level:
+                continue
+            top = session.classify().top5[0]
+            levels.append({"level": session.level, "bytes": end, "top1": top[1], "prob": round(top[2], 4)})
+        session.feed(data[fed:])
+    else:
+        session.feed(data)
+    prediction = session.classify()
+    row = {"file": str(path), **prediction.as_dict()}
+    row["ms"] = {k: round(v, 1) for k, v in {**encode_ms, **prediction.timings_ms}.items()}
+    row["ms"]["total"] = round((time.perf_counter() - t0) * 1e3, 1)
+    if trace:
+        row["trace"] = levels
+    return row
+
+
+@app.command()
+def run(
+    inputs: list[Path] = typer.Option(..., "--input", "-i", help="Images, streams (.edgt) or folders of them (repeatable)."),
+    bundle: Path = typer.Option(..., help="Bundle directory (from `edge-sdk export`)."),
+    threshold: Optional[float] = typer.Option(None, help="Stop early once the controller's confidence reaches this "
+                                              "(needs a calibrated bundle, issue 6)."),
+    trace: bool = typer.Option(False, "--trace", help="Classify at every level and report the top class and bytes there."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime)."),
+    threads: int = typer.Option(0, help="CPU threads (0: all cores)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON line per item, nothing else on stdout."),
+) -> None:
+    """Classify images or streams from the compressed latent, without reconstructing pixels.
+
+    Images are encoded first (the same bundle), then decoded progressively; each
+    item gives the top-5 classes, the level reached, bytes used and total, and
+    milliseconds per stage. --trace shows how the answer evolves level by level.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edge_sdk.images import ImageError
+    from edge_sdk.pipeline import Decoder, Encoder
+    from edge_sdk.runtime import BitstreamError
+
+    if threshold is not None:
+        _fail("--threshold needs a calibrated controller in the bundle; `edge-sdk calibrate` is not available yet "
+              "(issue 6). Run without --threshold for full-depth decisions.")
+    loaded = _load_bundle(bundle)
+    _warn_random(loaded)
+    backend = _backend(device, threads)
+    encoder, decoder = Encoder(loaded, backend), Decoder(loaded, backend)
+    files = _expand(inputs)
+    rows, failures = [], 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err_console, disable=as_json) as bar:
+        task = bar.add_task("run", total=len(files))
+        for path in files:
+            bar.update(task, description=path.name)
+            try:
+                row = _run_one(path, encoder, decoder, trace)
+            except (ImageError, BitstreamError, OSError) as exc:
+                failures += 1
+                row = {"file": str(path), "error": str(exc)}
+            rows.append(row)
+            if as_json:
+                print(json.dumps(row), flush=True)
+            bar.advance(task)
+    if not as_json:
+        for row in rows:
+            if "trace" in row:
+                t = Table(title=f"{Path(row['file']).name}: top-1 at each level")
+                for col in ("level", "bytes", "top-1", "prob"):
+                    t.add_column(col, justify="right" if col != "top-1" else "left")
+                for r in row["trace"]:
+                    t.add_row(str(r["level"]), str(r["bytes"]), r["top1"][:40], f"{r['prob']:.2f}")
+                console.print(t)
+        summary = Table(title=f"{len(rows)} items, bundle {loaded.model_name} q{loaded.quality:g}")
+        for col in ("file", "top-1", "prob", "level", "bytes used / total", "ms"):
+            summary.add_column(col)
+        for row in rows:
+            if "error" in row:
+                summary.add_row(Path(row["file"]).name, f"[red]{row['error'][:50]}[/red]", "", "", "", "")
+                continue
+            top = row["top5"][0]
+            summary.add_row(Path(row["file"]).name, top["name"][:40], f"{top['prob']:.2f}",
+                            f"{row['level']}/{row['levels']}", f"{row['bytes_used']}/{row['bytes_total']}",
+                            f"{row['ms']['total']:.0f}")
+        console.print(summary)
+        ok = [r for r in rows if "error" not in r]
+        if ok:
+            console.print(f"median {statistics.median(r['ms']['total'] for r in ok):.0f} ms per item")
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Report what this machine can run: numpy, numba, ONNX Runtime providers, TensorRT, CUDA GPUs."""
+    import numpy
+
+    report: dict = {"python": platform.python_version(), "machine": platform.machine(), "numpy": numpy.__version__}
+    try:
+        import numba
+
+        report["numba"] = numba.__version__
+    except ImportError:
+        report["numba"] = None
+    try:
+        import onnxruntime
+
+        report["onnxruntime"] = {"version": onnxruntime.__version__, "providers": onnxruntime.get_available_providers()}
+    except ImportError:
+        report["onnxruntime"] = None
+    try:
+        import tensorrt  # noqa: F401
+
+        report["tensorrt"] = tensorrt.__version__
+    except ImportError:
+        report["tensorrt"] = None
+    gpus = []
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap,memory.total,driver_version",
+                                  "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+            gpus = [dict(zip(("name", "compute_capability", "memory", "driver"), (f.strip() for f in line.split(","))))
+                    for line in out.stdout.strip().splitlines() if line.strip()]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    report["cuda_gpus"] = gpus
+    report["backends"] = {
+        "onnxruntime-cpu": report["onnxruntime"] is not None,
+        "onnxruntime-cuda": bool(report["onnxruntime"]) and "CUDAExecutionProvider" in report["onnxruntime"]["providers"],
+        "tensorrt": report["tensorrt"] is not None and bool(gpus),
+    }
+    if as_json:
+        print(json.dumps(report))
+        return
+    table = Table(title="edge-sdk doctor", show_header=False)
+    for key in ("python", "machine", "numpy", "numba"):
+        table.add_row(key, str(report[key]))
+    ort = report["onnxruntime"]
+    table.add_row("onnxruntime", f"{ort['version']} ({', '.join(ort['providers'])})" if ort else "not installed")
+    table.add_row("tensorrt", report["tensorrt"] or "not installed (TensorRT backend: issue 8)")
+    table.add_row("CUDA GPUs", "; ".join(f"{g['name']} (sm {g['compute_capability']})" for g in gpus) or "none found")
+    table.add_row("usable backends", ", ".join(k for k, v in report["backends"].items() if v) or "none")
+    console.print(table)
