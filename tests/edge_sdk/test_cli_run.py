@@ -1,0 +1,74 @@
+"""`edge-sdk encode`, `decode`, `run`, `doctor` on a real (random-weights) bundle."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from edge_sdk.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)
+    Image.fromarray(base).resize((160, 120), Image.BICUBIC).save(root / "a.jpg")
+    Image.fromarray(base[..., 0]).resize((90, 70), Image.BICUBIC).save(root / "gray.png")
+    (root / "broken.png").write_bytes(b"\x89PNG not really")
+    return root
+
+
+def test_encode_decode_run_round_trip(lite0_export, photos, tmp_path):
+    bundle, _, _ = lite0_export
+    streams = tmp_path / "streams"
+    result = runner.invoke(app, ["encode", str(photos / "a.jpg"), str(photos / "gray.png"), "--bundle", str(bundle),
+                                 "--out", str(streams), "--json", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert {Path(r["stream"]).name for r in rows} == {"a.edgt", "gray.edgt"}
+    out_png = tmp_path / "a.png"
+    result = runner.invoke(app, ["decode", str(streams / "a.edgt"), "--bundle", str(bundle), "-o", str(out_png)])
+    assert result.exit_code == 0, result.output
+    assert Image.open(out_png).size == (160, 120)
+    result = runner.invoke(app, ["run", "--input", str(streams), "--input", str(photos / "a.jpg"),
+                                 "--bundle", str(bundle), "--json", "--trace"])
+    assert result.exit_code == 0, result.output
+    items = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert len(items) == 3
+    for item in items:
+        assert len(item["top5"]) == 5 and item["level"] == item["levels"]
+        assert item["bytes_used"] == item["bytes_total"] and item["trace"]
+        assert item["trace"][-1]["level"] == item["level"]
+        assert "classifier" in item["ms"] and "total" in item["ms"]
+
+
+def test_run_reports_bad_files_and_exits_nonzero(lite0_export, photos):
+    bundle, _, _ = lite0_export
+    result = runner.invoke(app, ["run", "--input", str(photos), "--bundle", str(bundle), "--json"])
+    assert result.exit_code == 1
+    items = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [i["file"].endswith("broken.png") for i in items if "error" in i] == [True]
+    assert sum("top5" in i for i in items) == 2
+
+
+def test_run_refuses_threshold_and_bad_bundle(lite0_export, photos, tmp_path):
+    bundle, _, _ = lite0_export
+    result = runner.invoke(app, ["run", "--input", str(photos / "a.jpg"), "--bundle", str(bundle), "--threshold", "0.8"])
+    assert result.exit_code == 2 and "controller" in result.output
+    result = runner.invoke(app, ["run", "--input", str(photos / "a.jpg"), "--bundle", str(tmp_path)])
+    assert result.exit_code == 2 and "manifest.json" in result.output
+
+
+def test_doctor_json():
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["backends"]["onnxruntime-cpu"] is True and "numpy" in report
+
+
