@@ -245,8 +245,12 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), squeeze=False)
     steps = [int(r["step"]) for r in rows]
     for ax, key in zip(axes[0], keys):
-        vals = [float(r[key]) for r in rows]
-        ax.plot(steps, vals, lw=0.8)
+        vals = np.array([float(r[key]) for r in rows])
+        ax.plot(steps, vals, lw=0.6, alpha=0.35)
+        window = max(1, len(vals) // 30)  # the quality changes every step: show the trend too
+        if window > 1:
+            smooth = np.convolve(vals, np.ones(window) / window, mode="valid")
+            ax.plot(steps[window - 1:], smooth, lw=1.4)
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
