@@ -571,6 +571,57 @@ def train_export_weights(
     console.print(f"wrote {out}: {info['tensors']} tensors, {info['bytes'] / 1e6:.1f} MB, step {info['step']}")
 
 
+@train_app.command("card")
+def train_card(
+    weights: Path = typer.Option(..., help="The shipped weights (.safetensors from export-weights)."),
+    runs: list[Path] = typer.Option(..., "--run", help="Training run folders, in order (repeatable)."),
+    dataset: Path = typer.Option(..., help="The prepared dataset (its held-out photos are evaluated)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model card (.md); a .json with the figures goes beside it."),
+    model: str = typer.Option("lite0", help="Registered model name."),
+    qualities: list[float] = typer.Option([2.0], "--quality", help="Qualities to evaluate (repeatable)."),
+    max_side: int = typer.Option(512, help="Held-out photos are downscaled to this long side."),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+) -> None:
+    """Evaluate weights on the held-out photos level by level and write the model card."""
+    try:
+        import torch
+
+        from edge_sdk.export import report as reporting
+        from edge_sdk.export.checkpoint import load_checkpoint
+        from edge_sdk.export.model_card import write_model_card
+        from edge_sdk.export.registry import create_model
+    except ImportError as exc:
+        _fail(f"needs the [train] extra ({exc.name} is missing)")
+    if threads:
+        torch.set_num_threads(threads)
+    net = create_model(model)
+    net.load_default_weights(["backbone"])
+    load_checkpoint(net, weights)
+    photos = reporting.held_out_photos(dataset, max_side=max_side)
+    if not photos:
+        _fail(f"{dataset} has no held-out photos")
+    reports = []
+    for q in qualities:
+        with console.status(f"quality {q:g}: {len(photos)} photos, every level"):
+            reports.append(reporting.level_report(net.eval(), q, photos))
+    run_rows = []
+    for run in runs:
+        cfg = json.loads((run / "config.json").read_text())
+        log = (run / "log.csv").read_text().strip().splitlines()
+        last = log[-1].split(",")
+        run_rows.append({"stage": cfg["stage"] + (f" ({cfg['objective']})" if cfg["stage"] == "codec" else ""),
+                         "steps": int(last[0]), "batch": cfg["batch_size"], "crop": cfg["crop"],
+                         "seconds": float(last[-1]), "device": cfg["device"],
+                         "command": f"edge-sdk train {cfg['stage']} (config.json of {run.name})"})
+    dataset_meta = json.loads((dataset / "dataset.json").read_text())
+    write_model_card(out, name=model, runs=run_rows, dataset=dataset_meta, reports=reports,
+                     notes=[f"Weights: {weights.name}, float16."])
+    for rep in reports:
+        console.print(f"quality {rep['quality']:g}: " + "; ".join(
+            f"{s['depth']:.0%}: {s['bpp']:.3f} bpp, {s['psnr']:.1f} dB, {s['agreement']:.0%} agree" for s in rep["summary"]))
+    console.print(f"wrote {out}")
+
+
 @app.command()
 def version() -> None:
     """Print the edge-sdk version and the stream format version it reads."""
