@@ -240,6 +240,18 @@ def run(
 
 
 @app.command()
+def samples(out: Path = typer.Option(..., "--out", "-o", help="Folder to copy the photos into.")) -> None:
+    """Copy the real photos that ship inside the scikit-image/scikit-learn wheels (with their licences)."""
+    from edge_sdk.samples import copy_samples
+
+    try:
+        copied = copy_samples(out)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    console.print(f"copied {len(copied)} photos to {out} (licences in {out / 'LICENSES.txt'})")
+
+
+@app.command()
 def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Report what this machine can run: numpy, numba, ONNX Runtime providers, TensorRT, CUDA GPUs."""
     import numpy

@@ -42,16 +42,6 @@ DEBIAN_PHOTO_SETS = (
      "EveningGlow,FallenLeaf,Grey,Kite,OneStandsOut,Path,summer_1am}/contents/images/2560x1600.jpg", ()),
 )
 
-#: Photos inside Python wheels, always held out (small, and well known to readers).
-WHEEL_PHOTOS = (
-    ("skimage", "astronaut.png", "public-domain", "NASA (scikit-image data)"),
-    ("skimage", "chelsea.png", "CC0-1.0", "Stefan van der Walt (scikit-image data)"),
-    ("skimage", "coffee.png", "CC0-1.0", "Rachel Michetti (scikit-image data)"),
-    ("skimage", "rocket.jpg", "public-domain", "NASA (scikit-image data)"),
-    ("sklearn", "china.jpg", "CC-BY-2.0", "scikit-learn sample image"),
-    ("sklearn", "flower.jpg", "CC-BY-2.0", "scikit-learn sample image"),
-)
-
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
 
@@ -127,22 +117,9 @@ def find_debian_photos(root: Path = Path("/")) -> list[PhotoSource]:
 
 def find_wheel_photos() -> list[PhotoSource]:
     """Photos shipped inside the scikit-image and scikit-learn wheels (held out)."""
-    found = []
-    for package, name, lic, copyright_ in WHEEL_PHOTOS:
-        try:
-            if package == "skimage":
-                import skimage.data
+    from edge_sdk.samples import sample_photos
 
-                path = Path(skimage.data.__file__).parent / name
-            else:
-                import sklearn.datasets
-
-                path = Path(sklearn.datasets.__file__).parent / "images" / name
-        except ImportError:
-            continue
-        if path.is_file():
-            found.append(PhotoSource(str(path), lic, copyright_, f"pypi:{package}", split="val"))
-    return found
+    return [PhotoSource(str(p.path), p.license, p.credit, f"pypi:{p.package}", split="val") for p in sample_photos()]
 
 
 def scan_folder(folder: Path, licence: str = "unknown", split: str = "auto") -> list[PhotoSource]:

@@ -72,3 +72,13 @@ def test_doctor_json():
     assert report["backends"]["onnxruntime-cpu"] is True and "numpy" in report
 
 
+
+
+def test_samples_copies_real_photos_with_licences(tmp_path):
+    pytest.importorskip("skimage")
+    result = runner.invoke(app, ["samples", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    photos = sorted(p.name for p in (tmp_path / "s").iterdir() if p.name != "LICENSES.txt")
+    assert {"chelsea.png", "coffee.png"} <= set(photos)
+    licences = (tmp_path / "s" / "LICENSES.txt").read_text().splitlines()
+    assert sorted(line.split(":")[0] for line in licences) == photos
