@@ -577,6 +577,7 @@ def train_card(
     runs: list[Path] = typer.Option(..., "--run", help="Training run folders, in order (repeatable)."),
     dataset: Path = typer.Option(..., help="The prepared dataset (its held-out photos are evaluated)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model card (.md); a .json with the figures goes beside it."),
+    note: list[str] = typer.Option([], "--note", help="A line for the card's notes (repeatable)."),
     model: str = typer.Option("lite0", help="Registered model name."),
     qualities: list[float] = typer.Option([2.0], "--quality", help="Qualities to evaluate (repeatable)."),
     max_side: int = typer.Option(512, help="Held-out photos are downscaled to this long side."),
@@ -611,11 +612,13 @@ def train_card(
         last = log[-1].split(",")
         run_rows.append({"stage": cfg["stage"] + (f" ({cfg['objective']})" if cfg["stage"] == "codec" else ""),
                          "steps": int(last[0]), "batch": cfg["batch_size"], "crop": cfg["crop"],
-                         "seconds": float(last[-1]), "device": cfg["device"],
+                         "seconds": float(last[-1]),
+                         "device": cfg["device"] if cfg["device"] != "auto" else
+                         ("cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"),
                          "command": f"edge-sdk train {cfg['stage']} (config.json of {run.name})"})
     dataset_meta = json.loads((dataset / "dataset.json").read_text())
     write_model_card(out, name=model, runs=run_rows, dataset=dataset_meta, reports=reports,
-                     notes=[f"Weights: {weights.name}, float16."])
+                     notes=[f"Weights: {weights.name}, float16.", *note], max_side=max_side)
     for rep in reports:
         console.print(f"quality {rep['quality']:g}: " + "; ".join(
             f"{s['depth']:.0%}: {s['bpp']:.3f} bpp, {s['psnr']:.1f} dB, {s['agreement']:.0%} agree" for s in rep["summary"]))

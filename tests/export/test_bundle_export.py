@@ -173,3 +173,12 @@ def test_every_registered_polc_model_exports_at_full_size(tmp_path, name):
     assert bundle.model_name == name and bundle.latent_channels == 320 and bundle.min_size == 192
     assert set(bundle.random_parts) >= {"adapter", "codec"}
     assert max(g["max_abs_diff"] for g in manifest["graphs"].values()) <= 1e-3
+
+
+def test_the_shipped_lite0_weights_fill_every_group():
+    from edge_sdk.export.lite0 import shipped_weights_path
+
+    assert shipped_weights_path().is_file(), "export/weights/lite0.safetensors must ship with the package"
+    assert shipped_weights_path().with_suffix(".md").is_file(), "and its model card"
+    _, weights, _ = prepare_model("lite0")
+    assert weights.random_parts == []
