@@ -20,9 +20,15 @@ from edge_sdk.runtime import (
     truncate_to_level,
 )
 
+from edge_sdk.pipeline import DecodeSession, Decoder, Encoder, Prediction  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "DecodeSession",
+    "Decoder",
+    "Encoder",
+    "Prediction",
     "BitstreamError",
     "Bundle",
     "BundleError",
