@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -461,27 +461,40 @@ def _run_training(stage: str, **options) -> None:
                       f"{config.run_dir}/curves.png, checkpoint {config.run_dir}/last.pt")
 
 
+# Options the training commands share, defined once (typer reads them from the annotations).
+DatasetOpt = Annotated[Path, typer.Option(help="A folder made by `edge-sdk data prepare`.")]
+RunDirOpt = Annotated[Path, typer.Option("--run-dir", help="Where checkpoints, log.csv and curves.png go.")]
+ModelOpt = Annotated[str, typer.Option(help="Registered model name.")]
+BatchOpt = Annotated[int, typer.Option(help="Crops per step.")]
+CropOpt = Annotated[int, typer.Option(help="Crop side (multiple of 64).")]
+LrOpt = Annotated[float, typer.Option(help="Adam learning rate.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+ThreadsOpt = Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir.")]
+JsonMetricsOpt = Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")]
+
+
 @train_app.command("codec")
 def train_codec(
-    dataset: Path = typer.Option(..., help="A folder made by `edge-sdk data prepare`."),
-    run_dir: Path = typer.Option(..., "--run-dir", help="Where checkpoints, log.csv and curves.png go."),
-    model: str = typer.Option("lite0", help="Registered model name."),
+    dataset: DatasetOpt,
+    run_dir: RunDirOpt,
+    model: ModelOpt = "lite0",
     objective: str = typer.Option("polc", help="polc: rate + MSE + LPIPS; picm: rate + task loss + small MSE."),
     steps: int = typer.Option(1000, help="Total optimiser steps (a resumed run continues to this many)."),
-    batch_size: int = typer.Option(8, help="Crops per step."),
-    crop: int = typer.Option(256, help="Crop side (multiple of 64)."),
-    lr: float = typer.Option(1e-4, help="Adam learning rate."),
+    batch_size: BatchOpt = 8,
+    crop: CropOpt = 256,
+    lr: LrOpt = 1e-4,
     lambdas: list[float] = typer.Option([], "--lambda", help="Rate weight per quality, lowest rate first (repeat "
                                         "once per quality; default: POLC's weights spaced over the model's qualities)."),
     lpips_weight: float = typer.Option(1.0, help="ST-LPIPS weight (polc objective); 0 turns it off."),
     mse_weight: float = typer.Option(1.0, help="MSE weight (polc objective), in POLC's [-1, 1] units."),
     init: Optional[str] = typer.Option(None, help="Start from these weights (checkpoint or safetensors)."),
     seed: int = typer.Option(10086, help="Seed of crops, qualities and noise."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
     checkpoint_every: int = typer.Option(100, help="Steps between checkpoints and curve plots."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
-    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
+    resume: ResumeOpt = False,
+    as_json: JsonMetricsOpt = False,
 ) -> None:
     """Train the codec: POLC's rate + MSE + ST-LPIPS, or PICM-Net's rate + task loss.
 
@@ -497,20 +510,20 @@ def train_codec(
 
 @train_app.command("prior")
 def train_prior(
-    dataset: Path = typer.Option(..., help="A folder made by `edge-sdk data prepare`."),
-    run_dir: Path = typer.Option(..., "--run-dir", help="Where checkpoints, log.csv and curves.png go."),
+    dataset: DatasetOpt,
+    run_dir: RunDirOpt,
     init: str = typer.Option(..., help="The frozen codec's weights (e.g. an official POLC checkpoint)."),
-    model: str = typer.Option("lite0", help="Registered model name."),
+    model: ModelOpt = "lite0",
     steps: int = typer.Option(1000, help="Total optimiser steps."),
-    batch_size: int = typer.Option(8, help="Crops per step."),
-    crop: int = typer.Option(256, help="Crop side (multiple of 64)."),
-    lr: float = typer.Option(1e-4, help="Adam learning rate."),
+    batch_size: BatchOpt = 8,
+    crop: CropOpt = 256,
+    lr: LrOpt = 1e-4,
     seed: int = typer.Option(10086, help="Seed."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
     checkpoint_every: int = typer.Option(100, help="Steps between checkpoints."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
-    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
+    resume: ResumeOpt = False,
+    as_json: JsonMetricsOpt = False,
 ) -> None:
     """Train only the mean-scale hyperprior for the rate, everything else frozen.
 
@@ -524,21 +537,21 @@ def train_prior(
 
 @train_app.command("adapter")
 def train_adapter(
-    dataset: Path = typer.Option(..., help="A folder made by `edge-sdk data prepare`."),
-    run_dir: Path = typer.Option(..., "--run-dir", help="Where checkpoints, log.csv and curves.png go."),
+    dataset: DatasetOpt,
+    run_dir: RunDirOpt,
     init: str = typer.Option(..., help="The trained codec's weights."),
-    model: str = typer.Option("lite0", help="Registered model name."),
+    model: ModelOpt = "lite0",
     steps: int = typer.Option(1000, help="Total optimiser steps."),
-    batch_size: int = typer.Option(8, help="Crops per step."),
-    crop: int = typer.Option(256, help="Crop side (multiple of 64)."),
-    lr: float = typer.Option(1e-4, help="Adam learning rate."),
+    batch_size: BatchOpt = 8,
+    crop: CropOpt = 256,
+    lr: LrOpt = 1e-4,
     distill_weight: float = typer.Option(0.01, help="Feature-distillation weight (POLC: 0.01)."),
     seed: int = typer.Option(10086, help="Seed."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
     checkpoint_every: int = typer.Option(100, help="Steps between checkpoints."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
-    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
+    resume: ResumeOpt = False,
+    as_json: JsonMetricsOpt = False,
 ) -> None:
     """Train the adapter with codec and backbone frozen: KL to the teacher + feature distillation.
 
@@ -578,10 +591,10 @@ def train_card(
     dataset: Path = typer.Option(..., help="The prepared dataset (its held-out photos are evaluated)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model card (.md); a .json with the figures goes beside it."),
     note: list[str] = typer.Option([], "--note", help="A line for the card's notes (repeatable)."),
-    model: str = typer.Option("lite0", help="Registered model name."),
+    model: ModelOpt = "lite0",
     qualities: list[float] = typer.Option([2.0], "--quality", help="Qualities to evaluate (repeatable)."),
     max_side: int = typer.Option(512, help="Held-out photos are downscaled to this long side."),
-    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+    threads: ThreadsOpt = 0,
 ) -> None:
     """Evaluate weights on the held-out photos level by level and write the model card."""
     try:
