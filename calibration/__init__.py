@@ -1,4 +1,8 @@
-"""edge-sdk calibration (controller fitting, ECE, INT8 calibration data).
+"""edge-sdk calibration: the adaptive decoding controller's fitting and its report.
 
-Nothing is here yet: the controller arrives with issue 6.
+``collect`` runs Algorithm 1's data collection through the real Encoder/Decoder,
+``fit`` fits the logistic-regression filter with scikit-learn, ``metrics`` holds ECE,
+Algorithm 2 on collected samples and BD-rate, ``report`` the JSON and PNGs of
+``edge-sdk calibrate``. The runtime side is ``edge_sdk.runtime.controller`` (NumPy).
+INT8 calibration data for TensorRT (issue 8) is not here yet.
 """

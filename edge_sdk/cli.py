@@ -472,6 +472,8 @@ DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 ThreadsOpt = Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir.")]
 JsonMetricsOpt = Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")]
+ScaleMaxOpt = Annotated[float, typer.Option(help="Crops come from windows up to this many crop sides wide, downscaled "
+                                            "(1: plain crops). 4 covers whole photos at a classifier's 224 px.")]
 
 
 @train_app.command("codec")
@@ -488,6 +490,9 @@ def train_codec(
                                         "once per quality; default: POLC's weights spaced over the model's qualities)."),
     lpips_weight: float = typer.Option(1.0, help="ST-LPIPS weight (polc objective); 0 turns it off."),
     mse_weight: float = typer.Option(1.0, help="MSE weight (polc objective), in POLC's [-1, 1] units."),
+    picm_mse_weight: float = typer.Option(0.1, help="MSE weight beside the task loss (picm objective), [-1, 1] units."),
+    adapter_lr: Optional[float] = typer.Option(None, help="The adapter's learning rate (picm objective; default: --lr)."),
+    scale_max: ScaleMaxOpt = 1.0,
     init: Optional[str] = typer.Option(None, help="Start from these weights (checkpoint or safetensors)."),
     seed: int = typer.Option(10086, help="Seed of crops, qualities and noise."),
     device: DeviceOpt = "auto",
@@ -504,8 +509,8 @@ def train_codec(
     """
     _run_training("codec", dataset=str(dataset), run_dir=str(run_dir), model=model, objective=objective, steps=steps,
                   batch_size=batch_size, crop=crop, lr=lr, lambdas=lambdas, lpips_weight=lpips_weight,
-                  mse_weight=mse_weight, init=init, seed=seed, device=device, threads=threads,
-                  checkpoint_every=checkpoint_every, resume=resume, as_json=as_json)
+                  mse_weight=mse_weight, picm_mse_weight=picm_mse_weight, adapter_lr=adapter_lr, scale_max=scale_max, init=init, seed=seed,
+                  device=device, threads=threads, checkpoint_every=checkpoint_every, resume=resume, as_json=as_json)
 
 
 @train_app.command("prior")
@@ -546,6 +551,7 @@ def train_adapter(
     crop: CropOpt = 256,
     lr: LrOpt = 1e-4,
     distill_weight: float = typer.Option(0.01, help="Feature-distillation weight (POLC: 0.01)."),
+    scale_max: ScaleMaxOpt = 1.0,
     seed: int = typer.Option(10086, help="Seed."),
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
@@ -560,7 +566,8 @@ def train_adapter(
     works on partially decoded streams.
     """
     _run_training("adapter", dataset=str(dataset), run_dir=str(run_dir), model=model, steps=steps,
-                  batch_size=batch_size, crop=crop, lr=lr, lambdas=[], distill_weight=distill_weight, init=init,
+                  batch_size=batch_size, crop=crop, lr=lr, lambdas=[], distill_weight=distill_weight,
+                  scale_max=scale_max, init=init,
                   seed=seed, device=device, threads=threads, checkpoint_every=checkpoint_every, resume=resume,
                   as_json=as_json)
 
@@ -644,8 +651,9 @@ def version() -> None:
     print(f"edge-sdk {__version__} (stream format {FORMAT_VERSION})")
 
 
-# registers encode, decode, run and doctor on `app`
+# registers encode, decode, run, doctor and calibrate on `app`
 from edge_sdk import cli_run as _cli_run  # noqa: E402,F401
+from edge_sdk import cli_calibrate as _cli_calibrate  # noqa: E402,F401
 
 
 def main() -> None:

@@ -128,7 +128,8 @@ def decode(
     console.print(f"wrote {out} ({image.shape[1]}×{image.shape[0]})")
 
 
-def _run_one(path: Path, encoder, decoder, trace: bool) -> dict:
+def _run_one(path: Path, encoder, decoder, trace: bool, threshold: Optional[float] = None,
+             full_depth: bool = False) -> dict:
     """Encode (images) or read (streams), then decode progressively; one result row."""
     t0 = time.perf_counter()
     if path.suffix.lower() == STREAM_SUFFIX:
@@ -139,24 +140,22 @@ def _run_one(path: Path, encoder, decoder, trace: bool) -> dict:
         encode_ms = {f"encode_{k}": v for k, v in encoder.last_timings_ms.items()}
     from edge_sdk.runtime import level_boundaries
 
-    session = decoder.session()
-    ends = level_boundaries(data)
     levels = []
     if trace:
+        session = decoder.session()
         fed = 0
-        for level, end in enumerate(ends):
+        for level, end in enumerate(level_boundaries(data)):
             if end > len(data):
                 break
             session.feed(data[fed:end])
             fed = end
             if session.level < level:
                 continue
-            top = session.classify().top5[0]
-            levels.append({"level": session.level, "bytes": end, "top1": top[1], "prob": round(top[2], 4)})
-        session.feed(data[fed:])
-    else:
-        session.feed(data)
-    prediction = session.classify()
+            pred = session.classify()
+            top = pred.top5[0]
+            levels.append({"level": session.level, "bytes": end, "top1": top[1], "prob": round(top[2], 4),
+                           **({"confidence": round(pred.confidence, 4)} if pred.confidence is not None else {})})
+    prediction = decoder.classify(data, threshold=threshold, level=-1 if full_depth else None)
     row = {"file": str(path), **prediction.as_dict()}
     row["ms"] = {k: round(v, 1) for k, v in {**encode_ms, **prediction.timings_ms}.items()}
     row["ms"]["total"] = round((time.perf_counter() - t0) * 1e3, 1)
@@ -169,8 +168,10 @@ def _run_one(path: Path, encoder, decoder, trace: bool) -> dict:
 def run(
     inputs: list[Path] = typer.Option(..., "--input", "-i", help="Images, streams (.edgt) or folders of them (repeatable)."),
     bundle: Path = typer.Option(..., help="Bundle directory (from `edge-sdk export`)."),
-    threshold: Optional[float] = typer.Option(None, help="Stop early once the controller's confidence reaches this "
-                                              "(needs a calibrated bundle, issue 6)."),
+    threshold: Optional[float] = typer.Option(None, help="Stop at the first level whose controller confidence "
+                                              "(P(top-1 correct)) reaches this; default: the controller's own τ. "
+                                              "Needs a calibrated bundle (`edge-sdk calibrate`)."),
+    full_depth: bool = typer.Option(False, "--full-depth", help="Ignore the controller: decode every byte."),
     trace: bool = typer.Option(False, "--trace", help="Classify at every level and report the top class and bytes there."),
     device: str = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime)."),
     threads: int = typer.Option(0, help="CPU threads (0: all cores)."),
@@ -180,7 +181,10 @@ def run(
 
     Images are encoded first (the same bundle), then decoded progressively; each
     item gives the top-5 classes, the level reached, bytes used and total, and
-    milliseconds per stage. --trace shows how the answer evolves level by level.
+    milliseconds per stage. With a controller in the bundle (`edge-sdk calibrate`)
+    decoding stops at the first level it trusts at --threshold; without one, or with
+    --full-depth, every byte is decoded. --trace shows how the answer evolves level
+    by level.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -188,10 +192,13 @@ def run(
     from edge_sdk.pipeline import Decoder, Encoder
     from edge_sdk.runtime import BitstreamError
 
-    if threshold is not None:
-        _fail("--threshold needs a calibrated controller in the bundle; `edge-sdk calibrate` is not available yet "
-              "(issue 6). Run without --threshold for full-depth decisions.")
     loaded = _load_bundle(bundle)
+    if threshold is not None and (full_depth or loaded.controller is None):
+        _fail("--threshold conflicts with --full-depth" if full_depth else
+              f"--threshold needs a decoding controller and {bundle} has none; fit one with "
+              f"`edge-sdk calibrate --bundle {bundle} --images DIR`, or run without --threshold (full depth)")
+    if threshold is not None and not 0 <= threshold <= 1:
+        _fail("--threshold must lie in [0, 1]")
     _warn_random(loaded)
     backend = _backend(device, threads)
     encoder, decoder = Encoder(loaded, backend), Decoder(loaded, backend)
@@ -203,7 +210,7 @@ def run(
         for path in files:
             bar.update(task, description=path.name)
             try:
-                row = _run_one(path, encoder, decoder, trace)
+                row = _run_one(path, encoder, decoder, trace, threshold, full_depth)
             except (ImageError, BitstreamError, OSError) as exc:
                 failures += 1
                 row = {"file": str(path), "error": str(exc)}
@@ -221,14 +228,15 @@ def run(
                     t.add_row(str(r["level"]), str(r["bytes"]), r["top1"][:40], f"{r['prob']:.2f}")
                 console.print(t)
         summary = Table(title=f"{len(rows)} items, bundle {loaded.model_name} q{loaded.quality:g}")
-        for col in ("file", "top-1", "prob", "level", "bytes used / total", "ms"):
+        for col in ("file", "top-1", "prob", "P(correct)", "level", "bytes used / total", "ms"):
             summary.add_column(col)
         for row in rows:
             if "error" in row:
-                summary.add_row(Path(row["file"]).name, f"[red]{row['error'][:50]}[/red]", "", "", "", "")
+                summary.add_row(Path(row["file"]).name, f"[red]{row['error'][:50]}[/red]", "", "", "", "", "")
                 continue
             top = row["top5"][0]
             summary.add_row(Path(row["file"]).name, top["name"][:40], f"{top['prob']:.2f}",
+                            f"{row['confidence']:.2f}" if "confidence" in row else "-",
                             f"{row['level']}/{row['levels']}", f"{row['bytes_used']}/{row['bytes_total']}",
                             f"{row['ms']['total']:.0f}")
         console.print(summary)

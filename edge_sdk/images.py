@@ -105,7 +105,9 @@ def read_image(image: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nd
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """float [0, 1] → uint8, rounding to nearest."""
+    """float [0, 1] → uint8, rounding to nearest; uint8 passes through unchanged."""
+    if image.dtype == np.uint8:
+        return image
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 

@@ -58,14 +58,20 @@ class Prediction:
     """What the compressed-domain classifier says at one decoded level."""
 
     top5: list[tuple[int, str, float]]
+    #: the level decoded (0: header and z only, the prior's means)
     level: int
+    #: the stream's highest level (levels run 0..levels)
     levels: int
     bytes_used: int
     bytes_total: Optional[int]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: the controller's P(top-1 is correct) at this level; None without a controller
+    confidence: Optional[float] = None
+    #: the threshold τ the decoder stopped by; None when it decoded a fixed depth
+    threshold: Optional[float] = None
 
     def as_dict(self) -> dict:
-        return {
+        out = {
             "top5": [{"index": i, "name": n, "prob": round(p, 6)} for i, n, p in self.top5],
             "level": self.level,
             "levels": self.levels,
@@ -73,6 +79,11 @@ class Prediction:
             "bytes_total": self.bytes_total,
             "ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
+        if self.confidence is not None:
+            out["confidence"] = round(self.confidence, 6)
+        if self.threshold is not None:
+            out["threshold"] = self.threshold
+        return out
 
 
 class Encoder:
@@ -191,14 +202,33 @@ class DecodeSession:
         self._cache["logits"] = (self.level, logits)
         return logits
 
-    def classify(self, k: int = 5) -> Prediction:
-        probs = softmax(self.logits())
+    def confidence(self) -> float:
+        """The controller's P(top-1 is correct) at the current level (Algorithm 2's p)."""
+        controller = self._decoder.bundle.controller
+        if controller is None:
+            raise ValueError(f"bundle {self._decoder.bundle.path} has no decoding controller; "
+                             "fit one with `edge-sdk calibrate`")
+        logits = self.logits()
+        t = time.perf_counter()
+        p = float(controller.probability(logits))
+        self.timings_ms["controller"] = self.timings_ms.get("controller", 0.0) + (time.perf_counter() - t) * 1e3
+        return p
+
+    def confident(self, threshold: float) -> bool:
+        """True once the current level's prediction is trusted at ``threshold`` (stop asking for bytes)."""
+        return self.confidence() >= threshold
+
+    def classify(self, k: int = 5, threshold: Optional[float] = None) -> Prediction:
+        logits = self.logits()
+        probs = softmax(logits)
         top = np.argsort(-probs, kind="stable")[:k]
         names = self._decoder.bundle.class_names
+        confidence = self.confidence() if self._decoder.bundle.controller is not None else None
         return Prediction(
             top5=[(int(i), names[i] if i < len(names) else str(i), float(probs[i])) for i in top],
             level=self.level, levels=self.num_levels or 0, bytes_used=self.bytes_used,
-            bytes_total=self.stream_size, timings_ms=dict(self.timings_ms))
+            bytes_total=self.stream_size, timings_ms=dict(self.timings_ms), confidence=confidence,
+            threshold=threshold)
 
     def reconstruct(self) -> np.ndarray:
         """uint8 RGB (H, W, 3) at the current level, padding removed."""
@@ -226,12 +256,12 @@ class Decoder:
     def _session_at(self, data: bytes, level: Optional[int]) -> DecodeSession:
         session = self.session()
         data = bytes(data)
-        if level is None:
+        if level is None or level == -1:
             session.feed(data)
         else:
             ends = level_boundaries(data)
             if not 0 <= level < len(ends):
-                raise ValueError(f"level must lie in 0..{len(ends) - 1}")
+                raise ValueError(f"level must lie in 0..{len(ends) - 1} (or -1: the deepest the data holds)")
             if ends[level] > len(data):
                 raise BitstreamError(f"level {level} needs {ends[level]} bytes; the data holds {len(data)}")
             session.feed(data[: ends[level]])
@@ -239,17 +269,39 @@ class Decoder:
         return session
 
     def classify(self, data: bytes, threshold: Optional[float] = None, level: Optional[int] = None) -> Prediction:
-        """Classify from the latent: at ``level``, or the deepest level the data holds.
+        """Classify from the latent, decoding as little of ``data`` as the answer needs.
 
-        ``threshold`` stops early by the adaptive-decoding controller; bundles do not carry
-        a calibrated controller yet (issue 6), so asking for one is an error rather than a
-        silent full decode.
+        - ``level`` given: exactly that level (``-1``: the deepest level ``data`` holds).
+        - otherwise, with a controller in the bundle (``edge-sdk calibrate``): Algorithm 2
+          of PICM-Net. Levels are decoded in order from 0 and decoding stops at the first
+          whose controller probability is ≥ ``threshold`` (default: the controller's own
+          ``default_threshold``); the deepest level the data holds otherwise.
+        - without a controller: the deepest level; an explicit ``threshold`` is an error.
         """
-        if threshold is not None:
-            raise NotImplementedError(
-                "early stopping needs a calibrated controller in the bundle; `edge-sdk calibrate` is not "
-                "available yet (issue 6). Call classify without threshold for a full-depth decision.")
-        return self._session_at(data, level).classify()
+        controller = self.bundle.controller
+        if level is not None or (threshold is None and controller is None):
+            return self._session_at(data, level).classify()
+        if controller is None:
+            raise ValueError(f"threshold={threshold} needs a decoding controller, and bundle {self.bundle.path} has "
+                             "none; fit one with `edge-sdk calibrate --bundle ...`, or drop the threshold")
+        tau = controller.default_threshold if threshold is None else float(threshold)
+        if not 0.0 <= tau <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {tau}")
+        data = bytes(data)
+        ends = level_boundaries(data)
+        session = self.session()
+        fed = 0
+        for end in ends:
+            if end > len(data):
+                break
+            session.feed(data[fed:end])
+            fed = end
+            if session.ready and session.confident(tau):
+                return session.classify(threshold=tau)
+        if fed < len(data):  # a partial level's bytes count as received, not as used
+            session.feed(data[fed:])
+        session._require_ready()
+        return session.classify(threshold=tau)
 
     def reconstruct(self, data: bytes, level: Optional[int] = None) -> np.ndarray:
         """uint8 RGB image at ``level`` (default: the deepest level the data holds)."""

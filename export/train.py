@@ -64,6 +64,12 @@ class TrainConfig:
     task_weight: float = 1.0
     distill_weight: float = 0.01
     picm_mse_weight: float = 0.1
+    #: crops are taken from windows up to this many times the crop side and downscaled:
+    #: the classifier then sees content at the scale of whole photos at its own resolution
+    scale_max: float = 1.0
+    #: the adapter's own learning rate in the picm codec stage (it starts far from its
+    #: optimum at a new scale, the codec close to its own); None: ``lr``
+    adapter_lr: Optional[float] = None
     grad_clip: float = 1.0
     seed: int = 10086
     device: str = "auto"
@@ -79,6 +85,8 @@ class TrainConfig:
             raise TrainError(f"objective must be 'polc' or 'picm', got {self.objective!r}")
         if self.steps < 1 or self.batch_size < 1 or self.crop < 64 or self.crop % 64:
             raise TrainError("steps and batch size must be positive, crop a multiple of 64 (at least 64)")
+        if not 1.0 <= self.scale_max <= 16.0:
+            raise TrainError(f"scale_max must lie in [1, 16], got {self.scale_max}")
 
 
 def rate_lambdas(config: TrainConfig, levels: int) -> tuple[float, ...]:
@@ -91,9 +99,15 @@ def rate_lambdas(config: TrainConfig, levels: int) -> tuple[float, ...]:
 
 
 class CropSet:
-    """The training crops of a prepared dataset, held in memory as uint8; random flips."""
+    """The training crops of a prepared dataset, held in memory as uint8; random flips.
 
-    def __init__(self, dataset_dir: str | Path, crop: int):
+    With ``scale_max > 1`` each crop comes from a square window of ``crop·s`` pixels
+    (``s`` log-uniform in [1, scale_max], capped by the photo) anywhere in the photo the
+    crop index picked, downscaled with Lanczos: the photos are stored at 2× or more
+    below the source, and whole photos at a classifier's 224 px are another 3-4× down.
+    """
+
+    def __init__(self, dataset_dir: str | Path, crop: int, scale_max: float = 1.0):
         from .data import load_rgb
 
         root = Path(dataset_dir)
@@ -104,6 +118,7 @@ class CropSet:
         if meta["crop"] < crop:
             raise TrainError(f"dataset crops are {meta['crop']} px, smaller than the requested {crop}")
         self.crop = crop
+        self.scale_max = float(scale_max)
         self.images = {}
         for name in sorted({c[0] for c in meta["crops"]}):
             self.images[name] = load_rgb(root / "train" / f"{name}.png")
@@ -117,6 +132,9 @@ class CropSet:
         for i, k in enumerate(picks):
             name, top, left = self.index[k]
             img = self.images[name]
+            if self.scale_max > 1.0:
+                out[i] = self._scaled_window(img, rng)
+                continue
             # a random sub-window of the stored crop when training on smaller crops
             top += int(rng.integers(0, min(img.shape[0] - top, 2 * self.crop) - self.crop + 1))
             left += int(rng.integers(0, min(img.shape[1] - left, 2 * self.crop) - self.crop + 1))
@@ -125,6 +143,20 @@ class CropSet:
                 patch = patch[:, ::-1]
             out[i] = patch
         return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
+
+    def _scaled_window(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        from PIL import Image
+
+        s = float(np.exp(rng.uniform(0.0, np.log(self.scale_max))))
+        side = min(int(round(self.crop * s)), *img.shape[:2])
+        top = int(rng.integers(0, img.shape[0] - side + 1))
+        left = int(rng.integers(0, img.shape[1] - side + 1))
+        window = img[top : top + side, left : left + side]
+        if rng.random() < 0.5:
+            window = window[:, ::-1]
+        if side != self.crop:
+            window = np.asarray(Image.fromarray(np.ascontiguousarray(window)).resize((self.crop, self.crop), Image.LANCZOS))
+        return window
 
 
 def _device(name: str) -> torch.device:
@@ -292,12 +324,15 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr=config.lr)
+    adapter_ids = {id(p) for n, p in model.named_parameters() if n.startswith("adapter.")}
+    groups = [{"params": [p for p in params if id(p) not in adapter_ids], "lr": config.lr},
+              {"params": [p for p in params if id(p) in adapter_ids], "lr": config.adapter_lr or config.lr}]
+    opt = torch.optim.Adam([g for g in groups if g["params"]])
     train_quantiles = config.stage in ("codec", "prior")
     model.entropy_bottleneck.quantiles.requires_grad_(train_quantiles)
     aux_opt = torch.optim.Adam([model.entropy_bottleneck.quantiles], lr=config.aux_lr) if train_quantiles else None
     (run / "config.json").write_text(json.dumps(asdict(config), indent=1) + "\n")
-    data = CropSet(config.dataset, config.crop)
+    data = CropSet(config.dataset, config.crop, config.scale_max)
     lambdas = rate_lambdas(config, model.num_qualities)
     lpips_net = _lpips(device) if config.stage == "codec" and config.objective == "polc" and config.lpips_weight > 0 else None
     # restore RNG states last: building LPIPS and the data consumes random numbers

@@ -5,6 +5,7 @@ This package never imports torch; ``tests/runtime/test_import.py`` proves it.
 
 from .bitstream import FORMAT_VERSION, Header, Ordering, PriorMode
 from .bundle import Bundle
+from .controller import FEATURE_NAMES, Controller, ControllerError, logit_features
 from .codec import (
     ChunkSchedule,
     LatentDecoder,
@@ -41,6 +42,10 @@ from .tables import (
 
 __all__ = [
     "Bundle",
+    "Controller",
+    "ControllerError",
+    "FEATURE_NAMES",
+    "logit_features",
     "BundleError",
     "FORMAT_VERSION",
     "BitstreamError",

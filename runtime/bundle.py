@@ -13,16 +13,18 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
+from .controller import Controller, ControllerError
 from .errors import BundleError, TableError
 from .tables import EntropyTables, TritTables, ZTables, build_trit_tables
 
 BUNDLE_FORMAT = "edge-sdk-bundle"
 BUNDLE_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+CONTROLLER_FILE = "controller.json"
 #: Every bundle has these graphs; the Decoder needs the first four, evaluation the last.
 GRAPH_NAMES = ("analysis", "hyper_analysis", "hyper_synthesis", "classifier", "synthesis", "pixel_classifier")
 #: The graphs a stream depends on: changing any of them makes old streams decode wrongly.
@@ -134,6 +136,8 @@ class Bundle:
     class_names: list[str]
     codec_id: bytes
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the adaptive-decoding controller (``edge-sdk calibrate``), when the bundle has one
+    controller: Optional[Controller] = None
 
     @property
     def model_name(self) -> str:
@@ -228,4 +232,46 @@ class Bundle:
         )
         if computed != recorded_id:
             raise BundleError(f"{manifest_path}: codec_id does not match the graphs and tables it names: damaged bundle")
-        return cls(path=root, manifest=manifest, graphs=graphs, tables=tables, class_names=classes, codec_id=computed)
+        controller = _load_controller(root, manifest, graphs["classifier"].sha256, verify_hashes)
+        return cls(path=root, manifest=manifest, graphs=graphs, tables=tables, class_names=classes, codec_id=computed,
+                   controller=controller)
+
+
+def _load_controller(root: Path, manifest: dict[str, Any], classifier_sha256: str,
+                     verify_hashes: bool) -> Optional[Controller]:
+    entry = manifest.get("controller")
+    if entry is None:
+        return None
+    try:
+        name, digest = entry["file"], entry["sha256"]
+    except (KeyError, TypeError) as exc:
+        raise BundleError(f"manifest controller entry is damaged ({exc!r})") from exc
+    path = root / name
+    if Path(name).name != name or not path.is_file():
+        raise BundleError(f"controller file {name!r} is missing from {root}")
+    if verify_hashes and sha256_file(path) != digest:
+        raise BundleError(f"{path.name} does not match its sha256 in the manifest: damaged or replaced")
+    try:
+        controller = Controller.load(path)
+    except ControllerError as exc:
+        raise BundleError(str(exc)) from exc
+    if controller.classifier_sha256 != classifier_sha256:
+        raise BundleError(f"{path.name} was fitted on another classifier graph ({controller.classifier_sha256[:12]}…, "
+                          f"this bundle has {classifier_sha256[:12]}…); run `edge-sdk calibrate` again")
+    return controller
+
+
+def attach_controller(bundle_dir: str | Path, controller: Controller) -> Path:
+    """Store ``controller`` in a bundle: ``controller.json`` plus a manifest entry, each
+    written atomically (a reader sees the old bundle or the new one, never a mix that
+    loads: the manifest, written last, names the new file's sha256)."""
+    root = Path(bundle_dir)
+    path = root / CONTROLLER_FILE
+    controller.save(path)
+    manifest_path = root / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["controller"] = {"file": CONTROLLER_FILE, "sha256": sha256_file(path)}
+    tmp = manifest_path.with_name(f".{MANIFEST_NAME}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(manifest_path)
+    return path

@@ -103,7 +103,7 @@ def test_stream_of_another_bundle_is_refused(codec, photo, tmp_path, lite0_expor
 
 def test_threshold_without_controller_is_an_explicit_error(codec, photo):
     enc, dec = codec
-    with pytest.raises(NotImplementedError, match="controller"):
+    with pytest.raises(ValueError, match="controller"):
         dec.classify(enc.encode(photo), threshold=0.8)
 
 

@@ -1,0 +1,75 @@
+"""Fit the controller's filter ``g`` (Algorithm 1, step 12) with scikit-learn.
+
+scikit-learn is needed only here, at fit time; the fitted numbers go into the bundle and
+``edge_sdk.runtime.controller`` evaluates them in NumPy.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from edge_sdk.runtime.controller import FEATURE_NAMES, Controller
+
+from .collect import LevelSamples
+
+
+def _sklearn():
+    try:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GroupKFold
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+    except ImportError as exc:
+        raise ImportError("fitting the controller needs scikit-learn: pip install 'edge-sdk[calibrate]'") from exc
+    return LogisticRegression, GroupKFold, make_pipeline, StandardScaler
+
+
+def make_estimator(c: float = 1.0):
+    """StandardScaler → L2 logistic regression (lbfgs); the runtime mirrors exactly this."""
+    LogisticRegression, _, make_pipeline, StandardScaler = _sklearn()
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
+
+
+def _clip_bounds(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return features.min(axis=0), features.max(axis=0)
+
+
+def fit_controller(samples: LevelSamples, *, c: float = 1.0, classifier_sha256: str = "",
+                   default_threshold: float = 0.8, fitted_on: Optional[dict[str, Any]] = None) -> Controller:
+    """Fit ``g`` on every (image, level) sample; returns the runtime form."""
+    if samples.correct.all() or not samples.correct.any():
+        raise ValueError("calibration needs both right and wrong predictions among the samples; "
+                         f"got {int(samples.correct.sum())} right of {samples.correct.size} (add images or levels)")
+    low, high = _clip_bounds(samples.features)
+    est = make_estimator(c).fit(np.clip(samples.features, low, high), samples.correct.astype(int))
+    scaler, logreg = est[0], est[-1]
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)  # sklearn leaves constant features at scale 1 too
+    return Controller(
+        feature_names=FEATURE_NAMES, clip_low=low, clip_high=high, mean=scaler.mean_.astype(np.float64),
+        scale=scale.astype(np.float64), coef=logreg.coef_[0].astype(np.float64),
+        intercept=float(logreg.intercept_[0]), classifier_sha256=classifier_sha256,
+        default_threshold=default_threshold,
+        fitted_on={"samples": int(samples.correct.size), "images": len(samples.names),
+                   "positive_rate": float(samples.correct.mean()), "C": c, **(fitted_on or {})})
+
+
+def cross_validated_probabilities(samples: LevelSamples, *, folds: int = 5, c: float = 1.0) -> np.ndarray:
+    """Out-of-sample P(correct) for every sample: grouped K-fold by source photo, so no
+    photo (nor any view of it) is scored by a filter that saw it."""
+    _, GroupKFold, _, _ = _sklearn()
+    groups = samples.group
+    n_groups = np.unique(groups).size
+    if n_groups < 2:
+        raise ValueError("cross-validation needs images from at least 2 photos")
+    out = np.empty(samples.correct.size)
+    for train, test in GroupKFold(n_splits=min(folds, n_groups)).split(samples.features, groups=groups):
+        sub = LevelSamples(samples.names, **{k: getattr(samples, k)[train] for k in (
+            "group", "level", "num_levels", "bytes_used", "bytes_total", "pixels", "features", "top1", "reference",
+            "correct")})
+        if sub.correct.all() or not sub.correct.any():
+            out[test] = sub.correct.mean()  # a fold with one class: its base rate is all it can say
+            continue
+        out[test] = fit_controller(sub, c=c).probability_from_features(samples.features[test])
+    return out

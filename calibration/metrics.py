@@ -1,0 +1,168 @@
+"""Calibration and rate–accuracy measures: ECE, the controller's decisions per τ, BD-rate.
+
+Definitions (``docs/controller.md`` restates them):
+
+- **ECE** (Guo et al. 2017): equal-width confidence bins over [0, 1]; the bin-size
+  weighted mean of |accuracy − mean confidence|. Reported two ways: over every
+  (image, level) sample with out-of-sample probabilities (how good the filter ``g`` is),
+  and over the controller's decisions at each τ (the probability at the level where
+  Algorithm 2 stopped, against whether that prediction was right).
+- **Fixed-depth curve**: every image decoded to the same fraction of its levels
+  (levels differ per image); mean bpp against accuracy.
+- **Controller curve**: Algorithm 2 over a sweep of τ; mean bpp against accuracy.
+- **BD-rate** (Bjøntegaard 2001) with accuracy as the quality axis: cubic fits of
+  log-rate as a function of accuracy, integrated over the accuracy range both curves
+  share; ``exp(mean difference) − 1``. Positive: the test curve needs more bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .collect import LevelSamples
+
+
+def expected_calibration_error(probabilities: np.ndarray, correct: np.ndarray, bins: int = 15) -> tuple[float, list[dict]]:
+    """ECE and the reliability table (one row per non-empty bin)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    c = np.asarray(correct, dtype=np.float64)
+    if p.shape != c.shape or p.ndim != 1:
+        raise ValueError("probabilities and correct must be 1-D arrays of the same length")
+    if p.size == 0:
+        raise ValueError("no samples")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1], right=True), 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        mask = which == b
+        if not mask.any():
+            continue
+        conf, acc, n = float(p[mask].mean()), float(c[mask].mean()), int(mask.sum())
+        ece += n / p.size * abs(acc - conf)
+        table.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": n, "confidence": conf,
+                      "accuracy": acc})
+    return float(ece), table
+
+
+@dataclass
+class Decisions:
+    """Algorithm 2 run on collected samples at one τ: one entry per image."""
+
+    threshold: float
+    level: np.ndarray
+    num_levels: np.ndarray
+    probability: np.ndarray
+    correct: np.ndarray
+    bytes_used: np.ndarray
+    bytes_total: np.ndarray
+    pixels: np.ndarray
+    stopped_early: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean())
+
+    @property
+    def bpp(self) -> float:
+        return float((self.bytes_used * 8.0 / self.pixels).mean())
+
+    @property
+    def bytes_saved(self) -> float:
+        """Fraction of bytes not requested, against decoding every stream to the end."""
+        return float(1.0 - self.bytes_used.sum() / self.bytes_total.sum())
+
+
+def stream_ids(samples: LevelSamples) -> np.ndarray:
+    """A distinct id per stream (views of one photo are separate streams): samples are
+    kept in collection order, so a new stream starts wherever the level restarts at 0."""
+    return np.cumsum(samples.level == 0) - 1
+
+
+def _per_stream(samples: LevelSamples) -> list[np.ndarray]:
+    """Row indices of each stream, in level order."""
+    ids = stream_ids(samples)
+    order = np.lexsort((samples.level, ids))
+    return np.split(order, np.flatnonzero(np.diff(ids[order])) + 1)
+
+
+def decide(samples: LevelSamples, probabilities: np.ndarray, threshold: float) -> Decisions:
+    """Algorithm 2 per stream: the first level with p ≥ τ, else the last level."""
+    picks, early = [], []
+    for rows in _per_stream(samples):
+        hit = np.flatnonzero(probabilities[rows] >= threshold)
+        picks.append(rows[hit[0]] if hit.size else rows[-1])
+        early.append(bool(hit.size) and hit[0] < rows.size - 1)
+    idx = np.asarray(picks)
+    return Decisions(threshold=float(threshold), level=samples.level[idx], num_levels=samples.num_levels[idx],
+                     probability=probabilities[idx], correct=samples.correct[idx], bytes_used=samples.bytes_used[idx],
+                     bytes_total=samples.bytes_total[idx], pixels=samples.pixels[idx], stopped_early=np.asarray(early))
+
+
+def fixed_depth_curve(samples: LevelSamples, fractions: Optional[Sequence[float]] = None) -> list[dict]:
+    """Every stream decoded to the same fraction of its levels: (fraction, bpp, accuracy)."""
+    fractions = np.linspace(0, 1, 21) if fractions is None else fractions
+    streams = _per_stream(samples)
+    out = []
+    for f in fractions:
+        idx = np.asarray([rows[int(round(f * (rows.size - 1)))] for rows in streams])
+        out.append({"fraction": float(f), "bpp": float((samples.bytes_used[idx] * 8.0 / samples.pixels[idx]).mean()),
+                    "accuracy": float(samples.correct[idx].mean())})
+    return out
+
+
+def oracle_point(samples: LevelSamples) -> dict:
+    """A controller that knows the answers: stop at the first level from which every
+    deeper prediction is correct (the last level when the final one is wrong)."""
+    used, right, pixels = [], [], []
+    for rows in _per_stream(samples):
+        c = samples.correct[rows]
+        k = rows.size - 1
+        while k > 0 and c[k - 1] and c[k]:
+            k -= 1
+        if not c[-1]:
+            k = rows.size - 1
+        used.append(samples.bytes_used[rows[k]])
+        right.append(c[k])
+        pixels.append(samples.pixels[rows[k]])
+    used, pixels = np.asarray(used, float), np.asarray(pixels, float)
+    return {"bpp": float((used * 8 / pixels).mean()), "accuracy": float(np.mean(right))}
+
+
+def bd_rate(rate_ref: Sequence[float], acc_ref: Sequence[float], rate_test: Sequence[float],
+            acc_test: Sequence[float]) -> Optional[float]:
+    """Bjøntegaard delta rate (fraction) of ``test`` against ``ref`` on the accuracy axis.
+
+    Each curve is reduced to strictly increasing accuracy (keeping the lowest rate per
+    accuracy), then log-rate is fitted as a cubic in accuracy (a lower degree when fewer
+    than 4 points remain). Returns None when the curves share no accuracy range.
+    """
+    def prepare(rate, acc):
+        rate, acc = np.asarray(rate, float), np.asarray(acc, float)
+        if np.any(rate <= 0):
+            raise ValueError("rates must be positive")
+        order = np.lexsort((rate, acc))
+        acc, rate = acc[order], rate[order]
+        keep_acc, keep_rate = [], []
+        for a, r in zip(acc, rate):
+            if keep_acc and a <= keep_acc[-1] + 1e-12:
+                keep_rate[-1] = min(keep_rate[-1], r)
+                continue
+            keep_acc.append(a)
+            keep_rate.append(r)
+        return np.asarray(keep_acc), np.log(np.asarray(keep_rate))
+
+    a1, l1 = prepare(rate_ref, acc_ref)
+    a2, l2 = prepare(rate_test, acc_test)
+    if a1.size < 2 or a2.size < 2:
+        return None
+    low, high = max(a1.min(), a2.min()), min(a1.max(), a2.max())
+    if high <= low:
+        return None
+    p1 = np.polyfit(a1, l1, min(3, a1.size - 1))
+    p2 = np.polyfit(a2, l2, min(3, a2.size - 1))
+    i1, i2 = np.polyint(p1), np.polyint(p2)
+    mean_diff = ((np.polyval(i2, high) - np.polyval(i2, low)) - (np.polyval(i1, high) - np.polyval(i1, low))) / (high - low)
+    return float(np.exp(mean_diff) - 1.0)

@@ -1,0 +1,165 @@
+"""``edge-sdk calibrate``: fit the adaptive decoding controller and report how well it is calibrated."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from edge_sdk.cli import _fail, _load_bundle, app, console, err_console
+
+
+def _read_labels(path: Path, class_names: list[str]) -> dict[str, int]:
+    """CSV rows ``file,label``: the label is a class index or a class name of the bundle."""
+    index = {n: i for i, n in enumerate(class_names)}
+    labels = {}
+    try:
+        rows = list(csv.reader(path.open(newline="", encoding="utf-8")))
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read labels {path}: {exc}")
+    for n, row in enumerate(rows, 1):
+        if not row or row[0].startswith("#") or (n == 1 and row[0].lower() in ("file", "image", "name")):
+            continue
+        if len(row) < 2:
+            _fail(f"{path}:{n}: expected 'file,label'")
+        name, label = row[0].strip(), row[1].strip()
+        if label.isdigit() and int(label) < len(class_names):
+            labels[Path(name).name] = int(label)
+        elif label in index:
+            labels[Path(name).name] = index[label]
+        else:
+            _fail(f"{path}:{n}: label {label!r} is neither a class index nor a class name of this bundle")
+    return labels
+
+
+@app.command()
+def calibrate(
+    bundle: Path = typer.Option(..., help="Bundle directory (from `edge-sdk export`); the controller is stored in it."),
+    images: list[Path] = typer.Option(..., "--images", help="Calibration photos: files or folders (repeatable)."),
+    eval_images: list[Path] = typer.Option([], "--eval-images", help="Held-out photos to report on (repeatable). "
+                                           "Without them the report uses grouped 5-fold cross-validation by photo."),
+    labels: Optional[Path] = typer.Option(None, help="CSV 'file,label' (class index or name). Without it a level is "
+                                          "correct when it agrees with the pixel classifier on the original."),
+    taus: list[float] = typer.Option([0.5, 0.6, 0.7, 0.8, 0.9], "--tau", help="Thresholds to report (repeatable)."),
+    default_threshold: float = typer.Option(0.8, help="The τ Decoder.classify and `run` use when none is given."),
+    short_side: int = typer.Option(224, help="Resize photos so the short side is this before encoding (the "
+                                   "classifier's native scale); 0 keeps them as they are."),
+    views: int = typer.Option(1, help="Views per photo: the whole photo plus random crops, each encoded as its own "
+                              "stream (more samples from few photos; views of a photo never straddle folds)."),
+    c: float = typer.Option(1.0, "--C", help="Inverse L2 strength of the logistic regression."),
+    seed: int = typer.Option(0, help="Seed of the crop views."),
+    out: Path = typer.Option(Path("calibration_report"), "--out", "-o", help="Folder for report.json, samples and PNGs."),
+    write: bool = typer.Option(True, "--write/--no-write", help="Store the fitted controller in the bundle."),
+    device: str = typer.Option("cpu", help="Backend device: cpu, cuda or auto."),
+    threads: int = typer.Option(0, help="Backend threads (0: the backend's default)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+) -> None:
+    """Fit the adaptive decoding controller (PICM-Net Algorithm 1) and report its calibration.
+
+    Every photo is encoded, decoded level by level, and the classifier's logits at each
+    level become 12 features; a logistic regression learns P(top-1 is correct). The report
+    gives the ECE of that probability, and for each τ the accuracy, the bytes saved and
+    the ECE of the decisions Algorithm 2 takes, plus the BD-rate of the τ-swept curve
+    against fixed-depth decoding. Example:
+
+        edge-sdk calibrate --bundle bundles/lite0 --images photos/ --views 8
+    """
+    try:
+        from edge_sdk.calibration.collect import collect_levels, find_images, load_image_set
+        from edge_sdk.calibration.fit import cross_validated_probabilities, fit_controller
+        from edge_sdk.calibration.report import build_report, write_plots
+        from edge_sdk.runtime.backend import BackendError, default_backend
+        from edge_sdk.runtime.bundle import attach_controller
+    except ImportError as exc:
+        _fail(f"calibration needs the [calibrate] extra ({exc.name} is missing): pip install 'edge-sdk[calibrate]'")
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        _fail("calibration needs scikit-learn: pip install 'edge-sdk[calibrate]'")
+    if views < 1:
+        _fail("--views must be at least 1")
+    if not 0 <= default_threshold <= 1 or not all(0 <= t <= 1 for t in taus):
+        _fail("thresholds must lie in [0, 1]")
+    loaded = _load_bundle(bundle)
+    if loaded.random_parts:
+        err_console.print(f"[bold yellow]warning:[/bold yellow] {bundle} has RANDOM WEIGHTS in "
+                          f"{', '.join(loaded.random_parts)}; the controller will describe noise")
+    try:
+        backend = default_backend(device=device, threads=threads or None)
+    except BackendError as exc:
+        _fail(str(exc))
+    label_map = _read_labels(labels, loaded.class_names) if labels else None
+    try:
+        cal_paths = find_images(images)
+        eval_paths = find_images(eval_images) if eval_images else []
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    if not cal_paths:
+        _fail("no calibration images found")
+    overlap = {p.resolve() for p in cal_paths} & {p.resolve() for p in eval_paths}
+    if overlap:
+        _fail(f"{len(overlap)} photo(s) are in both --images and --eval-images, e.g. {sorted(overlap)[0]}")
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    def gather(paths, what):
+        try:
+            photos = load_image_set(paths, short_side=short_side, views=views, seed=seed)
+        except Exception as exc:  # noqa: BLE001  (ImageError and Pillow's many types)
+            _fail(f"cannot read a {what} image: {exc}")
+        with Progress(TextColumn(f"{what} {{task.description}}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err_console, disable=as_json) as bar:
+            task = bar.add_task("", total=len(photos))
+
+            def step(name):
+                bar.update(task, advance=1, description=name[:40])
+            return collect_levels(loaded, photos, labels=label_map, backend=backend, progress=step)
+
+    cal = gather(cal_paths, "calibration")
+    if cal.correct.all() or not cal.correct.any():
+        _fail(f"all {cal.correct.size} calibration samples are {'right' if cal.correct.all() else 'wrong'}; "
+              "a controller needs both (add harder or easier photos)")
+    controller = fit_controller(cal, c=c, classifier_sha256=loaded.graphs["classifier"].sha256,
+                                default_threshold=default_threshold,
+                                fitted_on={"labels": "real" if label_map else "pixel_classifier top-1",
+                                           "short_side": short_side, "views": views})
+    if eval_paths:
+        held = gather(eval_paths, "held-out")
+        probs, scheme = controller.probability_from_features(held.features), "held-out photos"
+    else:
+        held = cal
+        probs, scheme = cross_validated_probabilities(cal, c=c), "grouped 5-fold cross-validation by photo"
+    report = build_report(held, probs, taus)
+    report.update(evaluation=scheme, bundle=str(bundle), controller=controller.to_dict())
+    out.mkdir(parents=True, exist_ok=True)
+    cal.save(out / "calibration_samples.npz")
+    if eval_paths:
+        held.save(out / "heldout_samples.npz")
+    plots = write_plots(report, out)
+    tmp = out / ".report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    tmp.replace(out / "report.json")
+    if write:
+        attach_controller(bundle, controller)
+    if as_json:
+        print(json.dumps(report))
+        return
+    table = Table(title=f"controller on {report['streams']} streams from {report['photos']} photos ({scheme})")
+    for col in ("τ", "accuracy", "bpp", "bytes saved", "decision ECE", "stopped early"):
+        table.add_column(col, justify="right")
+    for t in report["taus"]:
+        table.add_row(f"{t['tau']:g}", f"{t['accuracy']:.1%}", f"{t['bpp']:.3f}", f"{t['bytes_saved']:.1%}",
+                      f"{t['decision_ece']:.1%}", f"{t['stopped_early']:.0%}")
+    table.add_row("full", f"{report['full_depth']['accuracy']:.1%}", f"{report['full_depth']['bpp']:.3f}", "0%", "", "")
+    console.print(table)
+    bd = report["bd_rate_vs_fixed_depth"]
+    console.print(f"filter ECE {report['filter_ece']:.1%} over {report['samples']} (stream, level) samples; "
+                  f"BD-rate of the τ sweep against fixed-depth decoding: "
+                  f"{'n/a (no shared accuracy range)' if bd is None else f'{bd:+.1%}'}; oracle stop "
+                  f"{report['oracle']['bpp']:.3f} bpp at {report['oracle']['accuracy']:.1%}")
+    console.print(f"report {out / 'report.json'}; plots {', '.join(p.name for p in plots)}"
+                  + (f"; controller stored in {bundle}" if write else " (controller not stored: --no-write)"))
