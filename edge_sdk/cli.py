@@ -600,7 +600,10 @@ def train_card(
     note: list[str] = typer.Option([], "--note", help="A line for the card's notes (repeatable)."),
     model: ModelOpt = "lite0",
     qualities: list[float] = typer.Option([2.0], "--quality", help="Qualities to evaluate (repeatable)."),
-    max_side: int = typer.Option(512, help="Held-out photos are downscaled to this long side."),
+    short_side: int = typer.Option(224, help="Resize held-out photos so the short side is this (the classifier's "
+                                   "scale); 0: cap the long side at --max-side instead."),
+    max_side: int = typer.Option(512, help="Long-side cap when --short-side is 0."),
+    images: Optional[Path] = typer.Option(None, help="Evaluate these photos instead of the dataset's held-out ones."),
     threads: ThreadsOpt = 0,
 ) -> None:
     """Evaluate weights on the held-out photos level by level and write the model card."""
@@ -618,7 +621,7 @@ def train_card(
     net = create_model(model)
     net.load_default_weights(["backbone"])
     load_checkpoint(net, weights)
-    photos = reporting.held_out_photos(dataset, max_side=max_side)
+    photos = reporting.held_out_photos(dataset, max_side=max_side, short_side=short_side, folder=images)
     if not photos:
         _fail(f"{dataset} has no held-out photos")
     reports = []
@@ -638,7 +641,8 @@ def train_card(
                          "command": f"edge-sdk train {cfg['stage']} (config.json of {run.name})"})
     dataset_meta = json.loads((dataset / "dataset.json").read_text())
     write_model_card(out, name=model, runs=run_rows, dataset=dataset_meta, reports=reports,
-                     notes=[f"Weights: {weights.name}, float16.", *note], max_side=max_side)
+                     notes=[f"Weights: {weights.name}, float16.", *note],
+                     scale=f"short side {short_side} px" if short_side > 0 else f"long side ≤ {max_side} px")
     for rep in reports:
         console.print(f"quality {rep['quality']:g}: " + "; ".join(
             f"{s['depth']:.0%}: {s['bpp']:.3f} bpp, {s['psnr']:.1f} dB, {s['agreement']:.0%} agree" for s in rep["summary"]))

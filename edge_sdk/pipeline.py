@@ -230,15 +230,31 @@ class DecodeSession:
             bytes_total=self.stream_size, timings_ms=dict(self.timings_ms), confidence=confidence,
             threshold=threshold)
 
-    def reconstruct(self) -> np.ndarray:
-        """uint8 RGB (H, W, 3) at the current level, padding removed."""
+    def reconstruct(self, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """uint8 RGB (H, W, 3) at the current level, padding removed.
+
+        ``out``: a caller-owned C-contiguous uint8 array of that shape (for example a
+        buffer a C app allocated and wrapped with ``numpy.frombuffer``); the pixels are
+        written into it and it is returned, so no new image array is handed out.
+        """
         self._require_ready()
+        h, w = self._latent.header.image_size
+        if out is not None and (out.shape != (h, w, 3) or out.dtype != np.uint8 or not out.flags.c_contiguous
+                                or not out.flags.writeable):
+            raise ValueError(f"out must be a writable C-contiguous uint8 array of shape {(h, w, 3)}, "
+                             f"got {out.dtype} {out.shape}")
         t = time.perf_counter()
         y_hat = self._latent.y_hat()[None].astype(np.float32)
         image = self._graphs.run("synthesis", y_hat=y_hat)["image"][0].transpose(1, 2, 0)
         self.timings_ms["synthesis"] = self.timings_ms.get("synthesis", 0.0) + (time.perf_counter() - t) * 1e3
-        h, w = self._latent.header.image_size
-        return to_uint8(image[:h, :w])
+        if out is None:
+            return to_uint8(image[:h, :w])
+        if not image.flags.writeable:
+            image = image.copy()
+        np.multiply(np.clip(image[:h, :w], 0.0, 1.0), 255.0, out=image[:h, :w])
+        np.add(image[:h, :w], 0.5, out=image[:h, :w])
+        out[...] = image[:h, :w]  # the float → uint8 cast truncates, after the +0.5: round to nearest
+        return out
 
 
 class Decoder:
@@ -303,9 +319,9 @@ class Decoder:
         session._require_ready()
         return session.classify(threshold=tau)
 
-    def reconstruct(self, data: bytes, level: Optional[int] = None) -> np.ndarray:
-        """uint8 RGB image at ``level`` (default: the deepest level the data holds)."""
-        return self._session_at(data, level).reconstruct()
+    def reconstruct(self, data: bytes, level: Optional[int] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """uint8 RGB image at ``level`` (default: the deepest level the data holds), into ``out`` if given."""
+        return self._session_at(data, level).reconstruct(out)
 
     @staticmethod
     def describe(data: bytes) -> dict:

@@ -14,7 +14,7 @@ def _table(summary: list[dict]) -> list[str]:
 
 
 def write_model_card(path: str | Path, *, name: str, runs: list[dict], dataset: dict, reports: list[dict],
-                     notes: list[str], max_side: int) -> None:
+                     notes: list[str], scale: str) -> None:
     """``runs``: one dict per training stage (stage, steps, batch, crop, seconds, device, command);
     ``reports``: ``report.level_report`` results, one per quality."""
     lines = [f"# {name}: model card", ""]
@@ -28,7 +28,7 @@ def write_model_card(path: str | Path, *, name: str, runs: list[dict], dataset: 
               f"Licences: {', '.join(dataset['licences'])} (per photo in the dataset's `dataset.json`).", ""]
     lines += ["## Held-out photos, through the real trit-plane stream", ""]
     for rep in reports:
-        lines += [f"Quality {rep['quality']:g}, {rep['photos']} held-out photos (long side ≤ {max_side} px); bpp counts every byte of the "
+        lines += [f"Quality {rep['quality']:g}, {rep['photos']} held-out photos ({scale}); bpp counts every byte of the "
                   "stream prefix (header, z, chunk table). Agreement: top-1 of the compressed-domain classifier equals "
                   "EfficientNet-Lite0's top-1 on the original photo.", ""]
         lines += _table(rep["summary"]) + [""]

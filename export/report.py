@@ -92,13 +92,21 @@ def level_report(model: CompressedDomainModel, quality: float, photos: list[tupl
     return {"quality": quality, "photos": len(per_photo), "summary": summary, "per_photo": per_photo}
 
 
-def held_out_photos(dataset_dir: str | Path, max_side: int = 768) -> list[tuple[str, np.ndarray]]:
-    """The held-out photos of a prepared dataset, downscaled to ``max_side`` for evaluation speed."""
-    from .data import downscale, load_rgb
+def held_out_photos(dataset_dir: str | Path, max_side: int = 768, short_side: int = 0,
+                    folder: str | Path | None = None) -> list[tuple[str, np.ndarray]]:
+    """Held-out photos (a prepared dataset's ``val`` folder, or any ``folder`` of images).
 
+    ``short_side`` > 0 resizes each so its short side is that many pixels (the scale a
+    classifier such as EfficientNet-Lite0 is trained at: its top-1 on a photo at 2-3×
+    that scale is far less certain, so agreement there measures noise); otherwise the
+    long side is capped at ``max_side``.
+    """
+    from .data import IMAGE_SUFFIXES, downscale, load_rgb
+
+    root = Path(folder) if folder is not None else Path(dataset_dir, "val")
     photos = []
-    for path in sorted(Path(dataset_dir, "val").glob("*.png")):
+    for path in sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
         img = load_rgb(path)
-        factor = max(img.shape[:2]) / max_side
+        factor = min(img.shape[:2]) / short_side if short_side > 0 else max(img.shape[:2]) / max_side
         photos.append((path.stem, downscale(img, factor) if factor > 1 else img))
     return photos

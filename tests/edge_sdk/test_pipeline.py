@@ -42,6 +42,21 @@ def test_round_trip_every_level(codec, photo):
     assert set(enc.last_timings_ms) == {"read", "analysis", "hyperprior", "entropy_encode"}
 
 
+def test_reconstruct_into_a_caller_buffer(codec, photo):
+    enc, dec = codec
+    data = enc.encode(photo)
+    level = len(level_boundaries(data)) // 2
+    want = dec.reconstruct(data, level=level)
+    raw = bytearray(photo.shape[0] * photo.shape[1] * 3)  # what a C caller would own
+    out = np.frombuffer(raw, np.uint8).reshape(photo.shape)
+    got = dec.reconstruct(data, level=level, out=out)
+    assert got is out and np.array_equal(out, want) and bytes(raw) == want.tobytes()
+    with pytest.raises(ValueError, match="shape"):
+        dec.reconstruct(data, out=np.empty((5, 5, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        dec.reconstruct(data, out=np.empty(photo.shape, np.float32))
+
+
 def test_streaming_matches_whole_stream(codec, photo):
     enc, dec = codec
     data = enc.encode(photo)
