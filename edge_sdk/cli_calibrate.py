@@ -54,6 +54,8 @@ def calibrate(
     seed: int = typer.Option(0, help="Seed of the crop views."),
     out: Path = typer.Option(Path("calibration_report"), "--out", "-o", help="Folder for report.json, samples and PNGs."),
     write: bool = typer.Option(True, "--write/--no-write", help="Store the fitted controller in the bundle."),
+    weights_file: Optional[Path] = typer.Option(None, help="The weights file the bundle was exported from; its sha256 "
+                                                "is recorded so `edge-sdk export` can ship this controller with them."),
     device: str = typer.Option("cpu", help="Backend device: cpu, cuda or auto."),
     threads: int = typer.Option(0, help="Backend threads (0: the backend's default)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
@@ -73,7 +75,7 @@ def calibrate(
         from edge_sdk.calibration.fit import cross_validated_probabilities, fit_controller
         from edge_sdk.calibration.report import build_report, write_plots
         from edge_sdk.runtime.backend import BackendError, default_backend
-        from edge_sdk.runtime.bundle import attach_controller
+        from edge_sdk.runtime.bundle import attach_controller, sha256_file
     except ImportError as exc:
         _fail(f"calibration needs the [calibrate] extra ({exc.name} is missing): pip install 'edge-sdk[calibrate]'")
     try:
@@ -82,6 +84,8 @@ def calibrate(
         _fail("calibration needs scikit-learn: pip install 'edge-sdk[calibrate]'")
     if views < 1:
         _fail("--views must be at least 1")
+    if weights_file is not None and not weights_file.is_file():
+        _fail(f"--weights-file {weights_file} does not exist")
     if not 0 <= default_threshold <= 1 or not all(0 <= t <= 1 for t in taus):
         _fail("thresholds must lie in [0, 1]")
     loaded = _load_bundle(bundle)
@@ -126,7 +130,8 @@ def calibrate(
     controller = fit_controller(cal, c=c, classifier_sha256=loaded.graphs["classifier"].sha256,
                                 default_threshold=default_threshold,
                                 fitted_on={"labels": "real" if label_map else "pixel_classifier top-1",
-                                           "short_side": short_side, "views": views})
+                                           "short_side": short_side, "views": views, "quality": loaded.quality,
+                                           **({"weights_sha256": sha256_file(weights_file)} if weights_file else {})})
     if eval_paths:
         held = gather(eval_paths, "held-out")
         probs, scheme = controller.probability_from_features(held.features), "held-out photos"

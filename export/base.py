@@ -154,6 +154,10 @@ class CompressedDomainModel(nn.Module):
         """Load shipped or packaged weights for ``groups``; returns (source record, loaded keys) pairs."""
         return []
 
+    def shipped_controller(self, quality: float):
+        """The decoding controller fitted for the shipped weights at ``quality``, or None."""
+        return None
+
 
 class PartModule(nn.Module):
     """Binds one model method and one quality into a plain ``forward`` for tracing and export."""

@@ -70,5 +70,7 @@ def export_model(
         m = model.padding_multiple
         base = max(model.min_input_size, 4 * m) // m * m
         sizes = ((base, base), (base - m if base - m >= model.min_input_size else base + m, base + 2 * m))
+    # a controller ships only for the weights (and quality) it was fitted on
+    controller = model.shipped_controller(q) if checkpoint is None and not weights.random_parts else None
     return export_bundle(model, out_dir, quality=q, weights=weights, description=info.description,
-                         sizes=sizes, force=force, progress=progress)
+                         sizes=sizes, force=force, progress=progress, controller=controller)

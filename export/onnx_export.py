@@ -154,8 +154,12 @@ def export_bundle(
     sizes: tuple[tuple[int, int], ...] = ((256, 256), (192, 320)),
     force: bool = False,
     progress: Optional[ProgressFn] = None,
+    controller=None,
 ) -> dict:
     """Export every part of ``model`` at ``quality`` into the bundle directory ``out_dir``.
+
+    ``controller`` (a ``runtime.Controller`` fitted for these weights) is stored in the
+    bundle, re-keyed to the classifier graph just written.
 
     ``sizes[0]`` is traced; every size is verified in ONNX Runtime. Returns the manifest.
     Raises :class:`ExportError` (and leaves ``out_dir`` untouched) when a graph differs from
@@ -238,6 +242,14 @@ def export_bundle(
             raise ExportError(f"exported graphs {sorted(graphs)} differ from the bundle format's {sorted(GRAPH_NAMES)}")
         step("write bundle")
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        if controller is not None:
+            import dataclasses
+
+            from edge_sdk.runtime.bundle import attach_controller
+
+            attach_controller(tmp, dataclasses.replace(controller,
+                                                       classifier_sha256=manifest["graphs"]["classifier"]["sha256"]))
+            manifest = json.loads((tmp / MANIFEST_NAME).read_text(encoding="utf-8"))
         (tmp / "README.md").write_text(_bundle_readme(manifest), encoding="utf-8")
         _replace_dir(tmp, out)
     except BaseException:

@@ -182,3 +182,41 @@ def test_the_shipped_lite0_weights_fill_every_group():
     assert shipped_weights_path().with_suffix(".md").is_file(), "and its model card"
     _, weights, _ = prepare_model("lite0")
     assert weights.random_parts == []
+
+
+def _tiny_controller(**fitted):
+    from edge_sdk.runtime import FEATURE_NAMES, Controller
+
+    n = len(FEATURE_NAMES)
+    return Controller(feature_names=FEATURE_NAMES, clip_low=np.full(n, -1e9), clip_high=np.full(n, 1e9),
+                      mean=np.zeros(n), scale=np.ones(n), coef=np.linspace(-1, 1, n), intercept=0.25,
+                      fitted_on=fitted, classifier_sha256="ff" * 32)
+
+
+def test_export_stores_a_controller_keyed_to_its_classifier(lite0_export, tmp_path):
+    from conftest import SMALL_SIZES
+
+    _, _, model = lite0_export
+    weights = onnx_export.WeightsInfo(sources=[], random_parts=["codec", "adapter"])
+    manifest = onnx_export.export_bundle(model, tmp_path / "b", quality=2.0, weights=weights, sizes=SMALL_SIZES,
+                                         controller=_tiny_controller())
+    bundle = Bundle.load(tmp_path / "b")
+    assert manifest["controller"]["file"] == "controller.json"
+    assert bundle.controller.classifier_sha256 == bundle.graphs["classifier"].sha256
+    assert bundle.controller.intercept == 0.25
+
+
+def test_shipped_controller_only_for_its_weights_and_quality(tmp_path, monkeypatch):
+    from edge_sdk.export import lite0
+    from edge_sdk.runtime.bundle import sha256_file
+
+    weights = tmp_path / "lite0.safetensors"
+    weights.write_bytes(b"pretend weights")
+    monkeypatch.setattr(lite0, "shipped_weights_path", lambda: weights)
+    model = lite0.Lite0Model.__new__(lite0.Lite0Model)  # the method reads files only
+    assert model.shipped_controller(2.0) is None  # no controller file
+    _tiny_controller(weights_sha256=sha256_file(weights), quality=2.0).save(tmp_path / "lite0.controller.json")
+    assert model.shipped_controller(2.0) is not None
+    assert model.shipped_controller(3.0) is None  # another quality: another classifier
+    weights.write_bytes(b"retrained weights")
+    assert model.shipped_controller(2.0) is None  # fitted on other weights
