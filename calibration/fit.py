@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edge_sdk.runtime.controller import FEATURE_NAMES, Controller
+from edge_sdk.runtime.controller import DEFAULT_CHECKPOINTS, FEATURE_NAMES, Controller
 
 from .collect import LevelSamples
 
@@ -37,7 +37,8 @@ def _clip_bounds(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_controller(samples: LevelSamples, *, c: float = 1.0, classifier_sha256: str = "",
-                   default_threshold: float = 0.8, fitted_on: Optional[dict[str, Any]] = None) -> Controller:
+                   default_threshold: float = 0.8, checkpoints: int = DEFAULT_CHECKPOINTS,
+                   fitted_on: Optional[dict[str, Any]] = None) -> Controller:
     """Fit ``g`` on every (image, level) sample; returns the runtime form."""
     if samples.correct.all() or not samples.correct.any():
         raise ValueError("calibration needs both right and wrong predictions among the samples; "
@@ -50,7 +51,7 @@ def fit_controller(samples: LevelSamples, *, c: float = 1.0, classifier_sha256: 
         feature_names=FEATURE_NAMES, clip_low=low, clip_high=high, mean=scaler.mean_.astype(np.float64),
         scale=scale.astype(np.float64), coef=logreg.coef_[0].astype(np.float64),
         intercept=float(logreg.intercept_[0]), classifier_sha256=classifier_sha256,
-        default_threshold=default_threshold,
+        default_threshold=default_threshold, checkpoints=checkpoints,
         fitted_on={"samples": int(samples.correct.size), "images": len(samples.names),
                    "positive_rate": float(samples.correct.mean()), "C": c, **(fitted_on or {})})
 

@@ -22,6 +22,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from edge_sdk.runtime.controller import DEFAULT_CHECKPOINTS, checkpoint_levels
+
 from .collect import LevelSamples
 
 
@@ -88,10 +90,13 @@ def _per_stream(samples: LevelSamples) -> list[np.ndarray]:
     return np.split(order, np.flatnonzero(np.diff(ids[order])) + 1)
 
 
-def decide(samples: LevelSamples, probabilities: np.ndarray, threshold: float) -> Decisions:
-    """Algorithm 2 per stream: the first level with p ≥ τ, else the last level."""
+def decide(samples: LevelSamples, probabilities: np.ndarray, threshold: float,
+           checkpoints: int = DEFAULT_CHECKPOINTS) -> Decisions:
+    """Algorithm 2 per stream, as ``Decoder.classify`` runs it: the first checkpoint level
+    (``checkpoint_levels``; 0: every level) with p ≥ τ, else the last level."""
     picks, early = [], []
     for rows in _per_stream(samples):
+        rows = rows[checkpoint_levels(samples.bytes_used[rows].tolist(), checkpoints)]
         hit = np.flatnonzero(probabilities[rows] >= threshold)
         picks.append(rows[hit[0]] if hit.size else rows[-1])
         early.append(bool(hit.size) and hit[0] < rows.size - 1)

@@ -8,6 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
+from edge_sdk.runtime.controller import DEFAULT_CHECKPOINTS
+
 from .collect import LevelSamples
 from .metrics import bd_rate, decide, expected_calibration_error, fixed_depth_curve, oracle_point, stream_ids
 
@@ -17,13 +19,13 @@ SWEEP_TAUS = tuple(np.round(np.concatenate([np.linspace(0.05, 0.9, 18), [0.925, 
 
 
 def build_report(samples: LevelSamples, probabilities: np.ndarray, taus: Sequence[float] = DEFAULT_TAUS,
-                 bins: int = 15) -> dict:
+                 bins: int = 15, checkpoints: int = DEFAULT_CHECKPOINTS) -> dict:
     """Everything ``edge-sdk calibrate`` prints, from samples and their out-of-sample P(correct)."""
     ece, table = expected_calibration_error(probabilities, samples.correct, bins)
     full = decide(samples, np.zeros_like(probabilities), 2.0)  # never confident: every stream to its end
     per_tau = []
     for tau in taus:
-        d = decide(samples, probabilities, tau)
+        d = decide(samples, probabilities, tau, checkpoints)
         d_ece, _ = expected_calibration_error(d.probability, d.correct, bins)
         early = d.stopped_early
         per_tau.append({
@@ -37,7 +39,7 @@ def build_report(samples: LevelSamples, probabilities: np.ndarray, taus: Sequenc
     fixed = fixed_depth_curve(samples)
     sweep = []
     for tau in SWEEP_TAUS:
-        d = decide(samples, probabilities, float(tau))
+        d = decide(samples, probabilities, float(tau), checkpoints)
         sweep.append({"tau": float(tau), "bpp": d.bpp, "accuracy": d.accuracy})
     oracle = oracle_point(samples)
     bd = bd_rate([r["bpp"] for r in fixed], [r["accuracy"] for r in fixed],
@@ -51,7 +53,7 @@ def build_report(samples: LevelSamples, probabilities: np.ndarray, taus: Sequenc
         "taus": per_tau,
         "full_depth": {"accuracy": full.accuracy, "bpp": full.bpp},
         "fixed_depth_curve": fixed, "controller_curve": sweep, "oracle": oracle,
-        "bd_rate_vs_fixed_depth": bd,
+        "bd_rate_vs_fixed_depth": bd, "checkpoints": checkpoints,
     }
 
 

@@ -46,6 +46,8 @@ def calibrate(
                                           "correct when it agrees with the pixel classifier on the original."),
     taus: list[float] = typer.Option([0.5, 0.6, 0.7, 0.8, 0.9], "--tau", help="Thresholds to report (repeatable)."),
     default_threshold: float = typer.Option(0.8, help="The τ Decoder.classify and `run` use when none is given."),
+    checkpoints: int = typer.Option(8, help="Levels per stream where the controller is consulted, spread over the "
+                                    "bytes (0: every level, one classifier pass per level); stored in the bundle."),
     short_side: int = typer.Option(224, help="Resize photos so the short side is this before encoding (the "
                                    "classifier's native scale); 0 keeps them as they are."),
     views: int = typer.Option(1, help="Views per photo: the whole photo plus random crops, each encoded as its own "
@@ -84,6 +86,8 @@ def calibrate(
         _fail("calibration needs scikit-learn: pip install 'edge-sdk[calibrate]'")
     if views < 1:
         _fail("--views must be at least 1")
+    if checkpoints < 0:
+        _fail("--checkpoints must be 0 (every level) or more")
     if weights_file is not None and not weights_file.is_file():
         _fail(f"--weights-file {weights_file} does not exist")
     if not 0 <= default_threshold <= 1 or not all(0 <= t <= 1 for t in taus):
@@ -128,7 +132,7 @@ def calibrate(
         _fail(f"all {cal.correct.size} calibration samples are {'right' if cal.correct.all() else 'wrong'}; "
               "a controller needs both (add harder or easier photos)")
     controller = fit_controller(cal, c=c, classifier_sha256=loaded.graphs["classifier"].sha256,
-                                default_threshold=default_threshold,
+                                default_threshold=default_threshold, checkpoints=checkpoints,
                                 fitted_on={"labels": "real" if label_map else "pixel_classifier top-1",
                                            "short_side": short_side, "views": views, "quality": loaded.quality,
                                            **({"weights_sha256": sha256_file(weights_file)} if weights_file else {})})
@@ -138,7 +142,7 @@ def calibrate(
     else:
         held = cal
         probs, scheme = cross_validated_probabilities(cal, c=c), "grouped 5-fold cross-validation by photo"
-    report = build_report(held, probs, taus)
+    report = build_report(held, probs, taus, checkpoints=checkpoints)
     report.update(evaluation=scheme, bundle=str(bundle), controller=controller.to_dict())
     out.mkdir(parents=True, exist_ok=True)
     cal.save(out / "calibration_samples.npz")

@@ -38,6 +38,7 @@ from edge_sdk.runtime import (
 )
 from edge_sdk.runtime.backend import Backend, GraphSet, default_backend
 from edge_sdk.runtime.bundle import Bundle
+from edge_sdk.runtime.controller import checkpoint_levels
 from edge_sdk.runtime.errors import BitstreamError
 
 BundleLike = Union[Bundle, str, Path]
@@ -284,14 +285,18 @@ class Decoder:
         session._require_ready()
         return session
 
-    def classify(self, data: bytes, threshold: Optional[float] = None, level: Optional[int] = None) -> Prediction:
+    def classify(self, data: bytes, threshold: Optional[float] = None, level: Optional[int] = None,
+                 checkpoints: Optional[int] = None) -> Prediction:
         """Classify from the latent, decoding as little of ``data`` as the answer needs.
 
         - ``level`` given: exactly that level (``-1``: the deepest level ``data`` holds).
         - otherwise, with a controller in the bundle (``edge-sdk calibrate``): Algorithm 2
-          of PICM-Net. Levels are decoded in order from 0 and decoding stops at the first
-          whose controller probability is ≥ ``threshold`` (default: the controller's own
-          ``default_threshold``); the deepest level the data holds otherwise.
+          of PICM-Net. Levels are decoded in order and, at ``checkpoints`` levels spread
+          over the stream's bytes (``checkpoint_levels``; 0: every level; default: the
+          controller's own, 8 unless calibrated otherwise), the classifier
+          and the controller run; decoding stops at the first whose probability is ≥
+          ``threshold`` (default: the controller's own ``default_threshold``), at the
+          deepest level the data holds otherwise.
         - without a controller: the deepest level; an explicit ``threshold`` is an error.
         """
         controller = self.bundle.controller
@@ -307,11 +312,11 @@ class Decoder:
         ends = level_boundaries(data)
         session = self.session()
         fed = 0
-        for end in ends:
-            if end > len(data):
+        for lvl in checkpoint_levels(ends, controller.checkpoints if checkpoints is None else checkpoints):
+            if ends[lvl] > len(data):
                 break
-            session.feed(data[fed:end])
-            fed = end
+            session.feed(data[fed:ends[lvl]])
+            fed = ends[lvl]
             if session.ready and session.confident(tau):
                 return session.classify(threshold=tau)
         if fed < len(data):  # a partial level's bytes count as received, not as used

@@ -19,12 +19,16 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 CONTROLLER_FORMAT = "edge-sdk-controller"
 CONTROLLER_VERSION = 1
+#: how many times per stream Algorithm 2 consults the controller by default. A stream has
+#: about 64 levels; running the classifier at every one would cost up to 64 classifier
+#: passes where a full decode costs one, so the checks are spread over the bytes instead.
+DEFAULT_CHECKPOINTS = 8
 
 #: PICM-Net Table S1, in this order.
 FEATURE_NAMES = (
@@ -102,6 +106,9 @@ class Controller:
     classifier_sha256: str = ""
     #: the τ ``Decoder.classify`` uses when the caller names none
     default_threshold: float = 0.8
+    #: how many checkpoint levels ``Decoder.classify`` consults by default (0: every level);
+    #: the calibration report's decisions were simulated with this schedule
+    checkpoints: int = 8
 
     def __post_init__(self) -> None:
         n = len(self.feature_names)
@@ -113,6 +120,8 @@ class Controller:
             raise ControllerError("controller scales must be positive")
         if not math.isfinite(self.intercept):
             raise ControllerError("controller intercept must be finite")
+        if self.checkpoints < 0:
+            raise ControllerError(f"controller checkpoints must be >= 0, got {self.checkpoints}")
         if not 0.0 <= self.default_threshold <= 1.0:
             raise ControllerError(f"controller default_threshold must lie in [0, 1], got {self.default_threshold}")
 
@@ -152,6 +161,7 @@ class Controller:
             "intercept": float(self.intercept),
             "classifier_sha256": self.classifier_sha256,
             "default_threshold": self.default_threshold,
+            "checkpoints": self.checkpoints,
             "fitted_on": self.fitted_on,
         }
 
@@ -170,7 +180,8 @@ class Controller:
             return cls(feature_names=names, intercept=float(data["intercept"]),
                        fitted_on=dict(data.get("fitted_on", {})),
                        classifier_sha256=str(data.get("classifier_sha256", "")),
-                       default_threshold=float(data.get("default_threshold", 0.8)), **arrays)
+                       default_threshold=float(data.get("default_threshold", 0.8)),
+                       checkpoints=int(data.get("checkpoints", DEFAULT_CHECKPOINTS)), **arrays)
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ControllerError):
                 raise
@@ -190,6 +201,23 @@ class Controller:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ControllerError(f"cannot read controller {path}: {exc}") from exc
         return cls.from_dict(data)
+
+
+def checkpoint_levels(ends: Sequence[int], checkpoints: int = DEFAULT_CHECKPOINTS) -> list[int]:
+    """Levels at which the controller is consulted: for k = 1..n, the first level whose
+    prefix holds at least k/n of the stream's bytes (the last level always among them).
+
+    ``ends`` are the stream's level boundaries (``level_boundaries``); ``checkpoints <= 0``
+    means every level.
+    """
+    if not ends:
+        return []
+    if checkpoints <= 0 or checkpoints >= len(ends):
+        return list(range(len(ends)))
+    total = ends[-1]
+    ends_arr = np.asarray(ends)
+    picks = {int(np.searchsorted(ends_arr, total * k / checkpoints - 1e-9)) for k in range(1, checkpoints + 1)}
+    return sorted(min(p, len(ends) - 1) for p in picks)
 
 
 def first_confident_level(probabilities: np.ndarray, threshold: float) -> Optional[int]:

@@ -13,6 +13,7 @@ from edge_sdk.calibration.report import build_report, write_plots
 from edge_sdk.pipeline import Decoder, Encoder
 from edge_sdk.runtime import BundleError, Controller, ControllerError, FEATURE_NAMES, level_boundaries, logit_features
 from edge_sdk.runtime.bundle import Bundle, attach_controller
+from edge_sdk.runtime.controller import checkpoint_levels
 from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend
 
 
@@ -132,6 +133,18 @@ def test_decisions_stop_at_the_first_confident_level():
     assert [r["accuracy"] for r in curve] == pytest.approx([1 / 3, 2 / 3])
 
 
+def test_checkpoint_levels_spread_over_the_bytes():
+    ends = [100, 110, 120, 200, 300, 400, 500, 600, 700, 800]
+    assert checkpoint_levels(ends, 4) == [3, 5, 7, 9]  # first levels holding 200, 400, 600, 800 bytes
+    assert checkpoint_levels(ends, 0) == list(range(10)) and checkpoint_levels(ends, 50) == list(range(10))
+    assert checkpoint_levels(ends, 1) == [9] and checkpoint_levels([], 4) == []
+    assert checkpoint_levels([500, 900, 1000], 8) == [0, 1, 2]  # level 0 alone may hold the first eighths
+    samples, _, _ = synthetic_samples(12, seed=7)
+    p = np.array([0.1, 0.6, 0.9, 0.95, 0.2, 0.3, 0.4, 0.45, 0.7, 0.8, 0.1, 0.9])
+    d = decide(samples, p, 0.55, checkpoints=2)  # consulted at levels 1 and 3 only (200 and 400 of 400 bytes)
+    assert d.level.tolist() == [1, 3, 1]
+
+
 def test_bd_rate_hand_computed():
     acc = np.array([0.5, 0.6, 0.7, 0.8])
     rate = np.array([0.1, 0.2, 0.3, 0.4])
@@ -199,12 +212,14 @@ def test_decoder_stops_where_the_controller_says(bundle_copy, photos):
     data = Encoder(bundle, backend).encode(photos[0][1])
     ends = level_boundaries(data)
     p = np.array([controller.probability(decoder._session_at(data, k).logits()) for k in range(len(ends))])
-    for tau in (float(np.median(p)), float(p.max()), float(p.max()) + 1e-9, 0.0):
-        pred = decoder.classify(data, threshold=tau)
-        hits = np.flatnonzero(p >= tau)
-        want = hits[0] if hits.size else len(ends) - 1
-        assert ends[pred.level] == ends[want] and pred.bytes_used == ends[want]
-        assert pred.threshold == tau and pred.confidence == pytest.approx(p[pred.level])
+    for checks in (0, 3, 8):
+        candidates = checkpoint_levels(ends, checks)
+        for tau in (float(np.median(p[candidates])), float(p[candidates].max()), float(p.max()) + 1e-9, 0.0):
+            pred = decoder.classify(data, threshold=tau, checkpoints=checks)
+            hits = [k for k in candidates if p[k] >= tau]
+            want = hits[0] if hits else len(ends) - 1
+            assert ends[pred.level] == ends[want] and pred.bytes_used == ends[want]
+            assert pred.threshold == tau and pred.confidence == pytest.approx(p[pred.level])
     # a prefix: the decoder cannot go past what it holds
     prefix = data[: ends[len(ends) // 2]]
     pred = decoder.classify(prefix, threshold=1.0)
