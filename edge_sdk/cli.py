@@ -633,9 +633,17 @@ def train_card(
         cfg = json.loads((run / "config.json").read_text())
         log = (run / "log.csv").read_text().strip().splitlines()
         last = log[-1].split(",")
+        # a resumed run restarts its clock: add up the segments
+        seconds, previous = 0.0, 0.0
+        for line in log[1:]:
+            now = float(line.split(",")[-1])
+            if now < previous:
+                seconds += previous
+            previous = now
+        seconds += previous
         run_rows.append({"stage": cfg["stage"] + (f" ({cfg['objective']})" if cfg["stage"] == "codec" else ""),
                          "steps": int(last[0]), "batch": cfg["batch_size"], "crop": cfg["crop"],
-                         "seconds": float(last[-1]),
+                         "seconds": seconds,
                          "device": cfg["device"] if cfg["device"] != "auto" else
                          ("cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"),
                          "command": f"edge-sdk train {cfg['stage']} (config.json of {run.name})"})

@@ -35,6 +35,11 @@ def write_model_card(path: str | Path, *, name: str, runs: list[dict], dataset: 
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     lines += ["Raw figures: `" + Path(path).with_suffix(".json").name + "`.", ""]
-    Path(path).write_text("\n".join(lines), encoding="utf-8")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     compact = [{**rep, "per_photo": {n: rows[-1] for n, rows in rep["per_photo"].items()}} for rep in reports]
-    Path(path).with_suffix(".json").write_text(json.dumps({"runs": runs, "reports": compact}, indent=1) + "\n")
+    for target, text in ((path, "\n".join(lines)),
+                         (path.with_suffix(".json"), json.dumps({"runs": runs, "reports": compact}, indent=1) + "\n")):
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)

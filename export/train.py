@@ -427,5 +427,8 @@ def export_weights(run_or_checkpoint: str | Path, out: str | Path, groups: tuple
     meta = {"model": state["config"]["model"], "step": str(state["step"]), "groups": ",".join(groups)}
     tmp = Path(str(out) + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600; shipped weights are ordinary files
     os.replace(tmp, out)
     return {"tensors": len(tensors), "bytes": Path(out).stat().st_size, **meta}
