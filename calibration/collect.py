@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from edge_sdk.images import read_image, to_uint8
+from edge_sdk.images import read_image, resize_short_side, to_uint8
 from edge_sdk.runtime import level_boundaries, logit_features
 from edge_sdk.runtime.bundle import Bundle
 
@@ -64,18 +64,6 @@ class LevelSamples:
     def load(cls, path: str | Path) -> "LevelSamples":
         with np.load(path) as data:
             return cls(names=[str(n) for n in data["names"]], **{k: data[k] for k in data.files if k != "names"})
-
-
-def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
-    """Antialiased (Lanczos) resize so the short side is ``short_side``; never upscales."""
-    from PIL import Image
-
-    h, w = image.shape[:2]
-    if short_side <= 0 or min(h, w) <= short_side:
-        return image
-    f = short_side / min(h, w)
-    size = (max(1, round(w * f)), max(1, round(h * f)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
 
 
 def image_views(image: np.ndarray, views: int, short_side: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -58,6 +58,8 @@ def encode(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders (JPEG, PNG, WebP, TIFF, BMP, any mode)."),
     bundle: Path = typer.Option(..., help="Bundle directory (from `edge-sdk export`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (one NAME.edgt per image), or a file for one image."),
+    short_side: int = typer.Option(0, help="Downscale images so the short side is this before encoding (224: "
+                                   "EfficientNet-Lite0's scale); 0 encodes them as they are."),
     device: str = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime)."),
     threads: int = typer.Option(0, help="CPU threads (0: all cores)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON line per image."),
@@ -73,7 +75,7 @@ def encode(
 
     loaded = _load_bundle(bundle)
     _warn_random(loaded)
-    encoder = Encoder(loaded, _backend(device, threads))
+    encoder = Encoder(loaded, _backend(device, threads), short_side=short_side)
     files = _expand(inputs)
     single = len(files) == 1 and out.suffix == STREAM_SUFFIX
     if not single:
@@ -172,6 +174,8 @@ def run(
                                               "(P(top-1 correct)) reaches this; default: the controller's own τ. "
                                               "Needs a calibrated bundle (`edge-sdk calibrate`)."),
     full_depth: bool = typer.Option(False, "--full-depth", help="Ignore the controller: decode every byte."),
+    short_side: int = typer.Option(0, help="Downscale images so the short side is this before encoding (224: "
+                                   "EfficientNet-Lite0's scale); 0 encodes them as they are."),
     trace: bool = typer.Option(False, "--trace", help="Classify at every level and report the top class and bytes there."),
     device: str = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime)."),
     threads: int = typer.Option(0, help="CPU threads (0: all cores)."),
@@ -201,7 +205,7 @@ def run(
         _fail("--threshold must lie in [0, 1]")
     _warn_random(loaded)
     backend = _backend(device, threads)
-    encoder, decoder = Encoder(loaded, backend), Decoder(loaded, backend)
+    encoder, decoder = Encoder(loaded, backend, short_side=short_side), Decoder(loaded, backend)
     files = _expand(inputs)
     rows, failures = [], 0
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

@@ -111,6 +111,23 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
+    """Antialiased (Lanczos) resize of a uint8 or float RGB image so its short side is
+    ``short_side``; never upscales, and ``short_side <= 0`` returns the image unchanged."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    if short_side <= 0 or min(h, w) <= short_side:
+        return image
+    f = short_side / min(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    if image.dtype == np.uint8:
+        return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), mode="F")
+                           .resize(size, Image.LANCZOS)) for c in range(image.shape[2])]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
 def padded_size(height: int, width: int, multiple: int, minimum: int) -> tuple[int, int]:
     return (max(minimum, math.ceil(height / multiple) * multiple), max(minimum, math.ceil(width / multiple) * multiple))
 

@@ -77,3 +77,16 @@ def test_padding_replicates_and_reports():
     assert np.array_equal(batch[0, :, 63, 127], img[39, 69])
     tiny, padding = pad_image(read_image(gradient(3, 2)), 64, 192)
     assert tiny.shape == (1, 3, 192, 192) and padding == (0, 0, 189, 190)
+
+
+def test_resize_short_side_float_and_uint8_agree_and_never_upscale():
+    from edge_sdk.images import resize_short_side
+
+    rng = np.random.default_rng(0)
+    img = (rng.random((90, 150, 3)) * 255).astype(np.uint8)
+    small = resize_short_side(img, 30)
+    assert small.shape == (30, 50, 3) and small.dtype == np.uint8
+    as_float = resize_short_side(img.astype(np.float32) / 255, 30)
+    assert as_float.dtype == np.float32 and as_float.shape == (30, 50, 3)
+    assert np.abs(as_float * 255 - small.astype(np.float32)).max() <= 1.0  # same filter, rounding apart
+    assert resize_short_side(img, 200) is img and resize_short_side(img, 0) is img

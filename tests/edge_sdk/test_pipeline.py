@@ -42,6 +42,15 @@ def test_round_trip_every_level(codec, photo):
     assert set(enc.last_timings_ms) == {"read", "analysis", "hyperprior", "entropy_encode"}
 
 
+def test_encoder_resizes_to_the_classifier_scale(lite0_export, photo):
+    out, _, _ = lite0_export
+    backend = OnnxRuntimeBackend(device="cpu", threads=2)
+    data = Encoder(out, backend, short_side=64).encode(photo)  # photo is 150 x 200
+    assert Decoder.describe(data)["image_size"] == [64, 85]
+    assert Decoder(out, backend).reconstruct(data).shape == (64, 85, 3)
+    assert Decoder.describe(Encoder(out, backend, short_side=400).encode(photo))["image_size"] == [150, 200]
+
+
 def test_reconstruct_into_a_caller_buffer(codec, photo):
     enc, dec = codec
     data = enc.encode(photo)
