@@ -6,7 +6,7 @@ is chosen once; the Decoder never needs to know which one it got.
     enc = Encoder("bundles/lite0")
     data = enc.encode("photo.jpg")
     dec = Decoder("bundles/lite0")
-    pred = dec.classify(data)                  # full depth (or controller-stopped, issue 6)
+    pred = dec.classify(data)                  # stopped by the bundle's controller, else full depth
     img = dec.reconstruct(data, level=20)      # uint8 (H, W, 3)
 
     session = dec.session()                    # streaming: bytes as they arrive
