@@ -26,6 +26,10 @@ DEFAULT_SHORT_SIDE = 224
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
+_ARRAYS = ("group", "level", "num_levels", "bytes_used", "bytes_total", "pixels", "features", "top1", "reference",
+           "correct")
+
+
 @dataclass
 class LevelSamples:
     """One row per (image, level); ``group`` says which image (for grouped splits)."""
@@ -46,18 +50,18 @@ class LevelSamples:
     def bpp(self) -> np.ndarray:
         return self.bytes_used * 8.0 / self.pixels
 
+    def rows(self, index: np.ndarray) -> "LevelSamples":
+        """The samples at ``index`` (an index array or boolean mask), order kept."""
+        return LevelSamples(self.names, **{k: getattr(self, k)[index] for k in _ARRAYS})
+
     def subset(self, groups: Sequence[int]) -> "LevelSamples":
-        mask = np.isin(self.group, np.asarray(groups))
-        return LevelSamples(self.names, **{k: getattr(self, k)[mask] for k in (
-            "group", "level", "num_levels", "bytes_used", "bytes_total", "pixels", "features", "top1", "reference",
-            "correct")})
+        """The samples of the photos ``groups``."""
+        return self.rows(np.isin(self.group, np.asarray(groups)))
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
         tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez_compressed(tmp, names=np.array(self.names), **{k: getattr(self, k) for k in (
-            "group", "level", "num_levels", "bytes_used", "bytes_total", "pixels", "features", "top1", "reference",
-            "correct")})
+        np.savez_compressed(tmp, names=np.array(self.names), **{k: getattr(self, k) for k in _ARRAYS})
         tmp.replace(path)
 
     @classmethod

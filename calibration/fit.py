@@ -66,9 +66,7 @@ def cross_validated_probabilities(samples: LevelSamples, *, folds: int = 5, c: f
         raise ValueError("cross-validation needs images from at least 2 photos")
     out = np.empty(samples.correct.size)
     for train, test in GroupKFold(n_splits=min(folds, n_groups)).split(samples.features, groups=groups):
-        sub = LevelSamples(samples.names, **{k: getattr(samples, k)[train] for k in (
-            "group", "level", "num_levels", "bytes_used", "bytes_total", "pixels", "features", "top1", "reference",
-            "correct")})
+        sub = samples.rows(train)
         if sub.correct.all() or not sub.correct.any():
             out[test] = sub.correct.mean()  # a fold with one class: its base rate is all it can say
             continue

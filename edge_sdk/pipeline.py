@@ -214,10 +214,14 @@ class DecodeSession:
         if controller is None:
             raise ValueError(f"bundle {self._decoder.bundle.path} has no decoding controller; "
                              "fit one with `edge-sdk calibrate`")
+        cached = self._cache.get("confidence")
+        if cached and cached[0] == self.level:
+            return cached[1]
         logits = self.logits()
         t = time.perf_counter()
         p = float(controller.probability(logits))
         self.timings_ms["controller"] = self.timings_ms.get("controller", 0.0) + (time.perf_counter() - t) * 1e3
+        self._cache["confidence"] = (self.level, p)
         return p
 
     def confident(self, threshold: float) -> bool:
