@@ -3,7 +3,6 @@
 import json
 import shutil
 
-import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
