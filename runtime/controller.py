@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -111,6 +111,8 @@ class Controller:
     checkpoints: int = 8
 
     def __post_init__(self) -> None:
+        if tuple(self.feature_names) != FEATURE_NAMES:
+            raise ControllerError(f"controller features {tuple(self.feature_names)} are not PICM-Net's Table S1 set")
         n = len(self.feature_names)
         for name in ("clip_low", "clip_high", "mean", "scale", "coef"):
             arr = getattr(self, name)
@@ -125,12 +127,6 @@ class Controller:
         if not 0.0 <= self.default_threshold <= 1.0:
             raise ControllerError(f"controller default_threshold must lie in [0, 1], got {self.default_threshold}")
 
-    def features(self, logits: np.ndarray) -> np.ndarray:
-        feats = logit_features(logits)
-        if tuple(self.feature_names) != FEATURE_NAMES:
-            raise ControllerError(f"unknown feature set {self.feature_names}")
-        return feats
-
     def decision(self, feats: np.ndarray) -> np.ndarray:
         """The logistic regression's log-odds for raw (unclipped) features ``(..., 12)``."""
         x = (np.clip(feats, self.clip_low, self.clip_high) - self.mean) / self.scale
@@ -138,7 +134,7 @@ class Controller:
 
     def probability(self, logits: np.ndarray) -> np.ndarray | float:
         """P(the classifier's top-1 is correct) for logits ``(K,)`` or ``(N, K)``."""
-        return self.probability_from_features(self.features(logits))
+        return self.probability_from_features(logit_features(logits))
 
     def probability_from_features(self, feats: np.ndarray) -> np.ndarray | float:
         t = self.decision(np.asarray(feats, dtype=np.float64))
@@ -218,10 +214,3 @@ def checkpoint_levels(ends: Sequence[int], checkpoints: int = DEFAULT_CHECKPOINT
     ends_arr = np.asarray(ends)
     picks = {int(np.searchsorted(ends_arr, total * k / checkpoints - 1e-9)) for k in range(1, checkpoints + 1)}
     return sorted(min(p, len(ends) - 1) for p in picks)
-
-
-def first_confident_level(probabilities: np.ndarray, threshold: float) -> Optional[int]:
-    """Algorithm 2's stopping rule over a sequence of per-level probabilities: the first
-    index with ``p >= threshold``, or None when no level qualifies."""
-    hits = np.flatnonzero(np.asarray(probabilities) >= threshold)
-    return int(hits[0]) if hits.size else None
