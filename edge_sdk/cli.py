@@ -318,8 +318,7 @@ def export(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edge_sdk.export.checkpoint import CheckpointError
-    from edge_sdk.export.onnx_export import ExportError
-    from edge_sdk.export.base import EXPORT_PARTS
+    from edge_sdk.export.onnx_export import EXPORT_STEPS, ExportError
 
     try:
         registry.get_model_info(model)
@@ -328,7 +327,7 @@ def export(
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeElapsedColumn(), console=err_console, disable=as_json) as bar:
-            task = bar.add_task(f"{model}: load weights", total=len(EXPORT_PARTS) + 2)
+            task = bar.add_task(f"{model}: load weights", total=EXPORT_STEPS)
             first = [True]
 
             def step(message: str) -> None:

@@ -30,6 +30,7 @@ from edge_sdk.runtime import (
     ChunkSchedule,
     LatentDecoder,
     Ordering,
+    PriorMode,
     StreamInfo,
     encode_latent,
     level_boundaries,
@@ -39,13 +40,45 @@ from edge_sdk.runtime import (
 from edge_sdk.runtime.backend import Backend, GraphSet, default_backend
 from edge_sdk.runtime.bundle import Bundle
 from edge_sdk.runtime.controller import checkpoint_levels
-from edge_sdk.runtime.errors import BitstreamError
+from edge_sdk.runtime.errors import BitstreamError, PriorMismatchError
 
 BundleLike = Union[Bundle, str, Path]
 
 
 def _bundle(bundle: BundleLike) -> Bundle:
     return bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+
+
+def resolve_prior_mode(bundle: Bundle, prior: Union[PriorMode, str, None]) -> PriorMode:
+    """``None`` → INTEGER when the bundle has an integer prior, else FLOAT; names are case-free."""
+    if prior is None:
+        return PriorMode.INTEGER if bundle.integer_prior is not None else PriorMode.FLOAT
+    if isinstance(prior, str):
+        try:
+            prior = PriorMode[prior.upper()]
+        except KeyError:
+            raise ValueError(f"prior must be one of {[m.name.lower() for m in PriorMode]}, got {prior!r}") from None
+    mode = PriorMode(prior)
+    if mode == PriorMode.INTEGER and bundle.integer_prior is None:
+        raise ValueError(f"bundle {bundle.path} has no integer prior (model {bundle.model_name}'s hyper-synthesis "
+                         "does not convert); use prior='float' and decode with the same backend and precision")
+    return mode
+
+
+def prior_parameters(bundle: Bundle, graphs: GraphSet, z: np.ndarray, mode: PriorMode) -> tuple[np.ndarray, np.ndarray]:
+    """(means, scale indices) of y from the integer ẑ (C, h, w): what encoder and decoder must agree on.
+
+    FLOAT: the hyper-synthesis graph on the session's backend, its scales mapped to indices
+    (a scale on a bucket edge may land differently on another backend or precision).
+    INTEGER: the bundle's integer hyper-synthesis in NumPy, identical on every platform.
+    """
+    if mode == PriorMode.INTEGER:
+        if bundle.integer_prior is None:
+            raise PriorMismatchError("the stream uses the integer prior, and this bundle has none: "
+                                     "decode with the bundle it was encoded with")
+        return bundle.integer_prior.parameters(z)
+    out = graphs.run("hyper_synthesis", z_hat=z[None].astype(np.float32))
+    return out["means"][0], scale_to_index(out["scales"][0], bundle.tables.trit.scales)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -92,13 +125,20 @@ class Encoder:
 
     def __init__(self, bundle: BundleLike, backend: Optional[Backend] = None, *,
                  max_pixels: int = DEFAULT_MAX_PIXELS, schedule: ChunkSchedule = ChunkSchedule(),
-                 ordering: Ordering = Ordering.EXPECTED_VARIANCE, short_side: int = 0):
+                 ordering: Ordering = Ordering.EXPECTED_VARIANCE, short_side: int = 0,
+                 prior: Union[PriorMode, str, None] = None):
         """``short_side`` > 0 downscales each image (Lanczos, never up) so its short side is
         that many pixels before encoding: the scale the classifier was trained at (224 for
         EfficientNet-Lite0) costs fewer bytes and gives surer answers than a larger photo.
-        The stream then describes the resized image."""
+        The stream then describes the resized image.
+
+        ``prior``: "integer" (the default when the bundle has an integer prior) makes streams
+        that decode on any backend, thread count and precision; "float" saves the integer
+        scale path's few milliseconds but decodes reliably only with the encoder's exact
+        backend configuration (docs/prior.md)."""
         self.short_side = short_side
         self.bundle = _bundle(bundle)
+        self.prior_mode = resolve_prior_mode(self.bundle, prior)
         self.graphs = GraphSet(self.bundle, backend or default_backend())
         self.max_pixels = max_pixels
         self.schedule = schedule
@@ -113,13 +153,12 @@ class Encoder:
         t1 = time.perf_counter()
         y = self.graphs.run("analysis", image=x)["y"]
         t2 = time.perf_counter()
-        z = np.round(self.graphs.run("hyper_analysis", y=y)["z"])
-        hyper = self.graphs.run("hyper_synthesis", z_hat=z)
+        z = np.round(self.graphs.run("hyper_analysis", y=y)["z"])[0].astype(np.int64)
+        means, kidx = prior_parameters(self.bundle, self.graphs, z, self.prior_mode)
         t3 = time.perf_counter()
-        kidx = scale_to_index(hyper["scales"][0], self.bundle.tables.trit.scales)
         info = StreamInfo(model_name=self.bundle.model_name, bundle_hash=self.bundle.codec_id, image_size=(h, w),
-                          padding=padding, quality=int(round(self.bundle.quality)))
-        data = encode_latent(y[0], hyper["means"][0], kidx, z[0].astype(np.int64), self.bundle.tables, info=info,
+                          padding=padding, quality=int(round(self.bundle.quality)), prior_mode=self.prior_mode)
+        data = encode_latent(y[0], means, kidx, z, self.bundle.tables, info=info,
                              ordering=self.ordering, schedule=self.schedule)
         t4 = time.perf_counter()
         self.last_timings_ms = {"read": (t1 - t0) * 1e3, "analysis": (t2 - t1) * 1e3,
@@ -141,9 +180,10 @@ class DecodeSession:
 
     def _prior(self, z: np.ndarray, header) -> tuple[np.ndarray, np.ndarray]:
         t = time.perf_counter()
-        out = self._graphs.run("hyper_synthesis", z_hat=z[None].astype(np.float32))
-        self.timings_ms["hyperprior"] += (time.perf_counter() - t) * 1e3
-        return out["means"][0], scale_to_index(out["scales"][0], self._tables.trit.scales)
+        try:
+            return prior_parameters(self._decoder.bundle, self._graphs, z, header.prior_mode)
+        finally:
+            self.timings_ms["hyperprior"] += (time.perf_counter() - t) * 1e3
 
     # --- bytes in ---------------------------------------------------------------------------
     def feed(self, data: bytes | bytearray | memoryview) -> int:
@@ -340,4 +380,5 @@ class Decoder:
     @staticmethod
     def describe(data: bytes) -> dict:
         header = read_header(bytes(data))
-        return {"model": header.model_name, "image_size": list(header.image_size), "levels": header.num_levels}
+        return {"model": header.model_name, "image_size": list(header.image_size), "levels": header.num_levels,
+                "prior_mode": header.prior_mode.name.lower()}

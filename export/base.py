@@ -129,6 +129,16 @@ class CompressedDomainModel(nn.Module):
         """The backbone from the adapter's insertion point to the logits."""
         raise NotImplementedError
 
+    def hyper_synthesis_layers(self, quality: float):
+        """The hyper-synthesis as an ``integer_prior.FloatHyperSynthesis``, for the integer
+        prior (``prior_mode`` INTEGER). Models whose hyper-synthesis is not a plain chain of
+        convolutions and leaky ReLUs leave this unimplemented and export the float prior only."""
+        from .integer_prior import IntegerPriorUnsupported
+
+        raise IntegerPriorUnsupported(
+            f"{self.model_name}: its hyper-synthesis has layers the integer prior cannot convert; "
+            "bundles of this model use the float prior (same-device decoding only)")
+
     def prior_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes of the hyperprior parameters that the ``prior`` stage trains."""
         raise NotImplementedError

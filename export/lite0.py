@@ -134,6 +134,19 @@ class Lite0Model(CompressedDomainModel):
         scales, means = params.chunk(2, dim=1)
         return means, lower_bound(scales, SCALE_BOUND)
 
+    def hyper_synthesis_layers(self, quality: float):
+        from .integer_prior import FloatHyperSynthesis, layer_from_module
+
+        h_s = list(self.h_s)
+        convs = [m for m in h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        slopes = [m.negative_slope for m in h_s if isinstance(m, nn.LeakyReLU)] + [None]
+        with torch.no_grad():
+            gain = self.inverse_hyper_gain.row(quality).double().numpy()
+            offset = self._medians().view(-1).double().numpy()
+        # params.chunk(2) in hyper_synthesis: the last conv gives scales, then means
+        return FloatHyperSynthesis(input_gain=gain, input_offset=offset,
+                                   layers=tuple(layer_from_module(c, s) for c, s in zip(convs, slopes)))
+
     def synthesis_unclamped(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
         return self.g_s(self.inverse_gain(y_hat, quality))
 

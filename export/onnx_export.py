@@ -26,18 +26,21 @@ from edge_sdk.runtime.bundle import (
     BUNDLE_FORMAT,
     BUNDLE_VERSION,
     GRAPH_NAMES,
+    INTEGER_PRIOR_FILE,
     MANIFEST_NAME,
     MAX_ABS_DIFF,
     codec_id,
     entropy_to_manifest,
     sha256_file,
 )
-from edge_sdk.runtime.tables import EntropyTables, build_trit_tables, build_z_tables
+from edge_sdk.runtime.tables import EntropyTables, build_trit_tables, build_z_tables, scale_to_index
 
 from .base import EXPORT_PARTS, CompressedDomainModel, PartModule, PartSpec
 
 OPSET = 20
 ProgressFn = Callable[[str], None]
+#: progress messages export_bundle emits: one per graph, entropy tables, integer prior, writing
+EXPORT_STEPS = len(EXPORT_PARTS) + 3
 
 
 class ExportError(RuntimeError):
@@ -202,6 +205,8 @@ def export_bundle(
             }
         step("entropy tables")
         tables = build_entropy_tables(model)
+        step("integer prior")
+        integer_prior = _write_integer_prior(model, quality, tables, refs, tmp)
         manifest = {
             "format": BUNDLE_FORMAT,
             "format_version": BUNDLE_VERSION,
@@ -231,12 +236,14 @@ def export_bundle(
             },
             "graphs": graphs,
             "entropy": entropy_to_manifest(tables),
+            **({"integer_prior": integer_prior} if integer_prior else {}),
             "classes": model.class_names(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "exporter": _versions(),
         }
         manifest["codec_id"] = codec_id(
-            model.model_name, quality, {n: g["sha256"] for n, g in graphs.items()}, tables.digest
+            model.model_name, quality, {n: g["sha256"] for n, g in graphs.items()}, tables.digest,
+            integer_prior["sha256"] if integer_prior else None,
         ).hex()
         if sorted(graphs) != sorted(GRAPH_NAMES):
             raise ExportError(f"exported graphs {sorted(graphs)} differ from the bundle format's {sorted(GRAPH_NAMES)}")
@@ -256,6 +263,50 @@ def export_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+#: the integer prior must pick the float prior's index or a neighbour this often on the
+#: export's reference images, or the conversion is broken (lite0: > 99.9 %, docs/prior.md)
+MIN_INDEX_AGREEMENT = 0.99
+
+
+@torch.no_grad()
+def _write_integer_prior(model: CompressedDomainModel, quality: float, tables: EntropyTables, refs: list[dict],
+                         folder: Path) -> Optional[dict]:
+    """Convert the hyper-synthesis to the integer prior (prior_mode INTEGER) and check it
+    against the float one; None when the model's hyper-synthesis does not convert."""
+    from .integer_prior import (
+        DEFAULT_ACTIVATION_BITS,
+        DEFAULT_WEIGHT_BITS,
+        IntegerPriorUnsupported,
+        convert_hyper_synthesis,
+    )
+
+    try:
+        layers = model.hyper_synthesis_layers(quality)
+    except IntegerPriorUnsupported:
+        return None
+    zs = [r["z"].numpy() for r in refs]
+    prior = convert_hyper_synthesis(layers, tables, calibration_z=zs)
+    exact = near = total = 0
+    mean_error = 0.0
+    for z in zs:
+        means_f, scales = model.hyper_synthesis(torch.from_numpy(z), quality)
+        want = scale_to_index(scales[0].numpy(), tables.trit.scales).astype(np.int64)
+        means_i, got = prior.parameters(z[0].astype(np.int64))
+        exact += int((got == want).sum())
+        near += int((np.abs(got.astype(np.int64) - want) <= 1).sum())
+        total += want.size
+        mean_error = max(mean_error, float(np.abs(means_i - means_f[0].numpy()).max()))
+    if near < MIN_INDEX_AGREEMENT * total:
+        raise ExportError(f"integer prior: only {near / total:.1%} of scale indices within one bucket of the float "
+                          f"prior's (need {MIN_INDEX_AGREEMENT:.0%}); the conversion failed")
+    file = folder / INTEGER_PRIOR_FILE
+    prior.save(file)
+    return {"file": file.name, "sha256": sha256_file(file), "activation_bits": DEFAULT_ACTIVATION_BITS,
+            "weight_bits": DEFAULT_WEIGHT_BITS,
+            "index_agreement": {"exact": exact / total, "within_one": near / total, "elements": total},
+            "max_abs_mean_difference": mean_error}
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:

@@ -6,6 +6,7 @@ This package never imports torch; ``tests/runtime/test_import.py`` proves it.
 from .bitstream import FORMAT_VERSION, Header, Ordering, PriorMode
 from .bundle import Bundle
 from .controller import FEATURE_NAMES, Controller, ControllerError, logit_features
+from .integer_prior import IntegerPrior
 from .codec import (
     ChunkSchedule,
     LatentDecoder,
@@ -60,6 +61,7 @@ __all__ = [
     "Ordering",
     "PriorMismatchError",
     "PriorMode",
+    "IntegerPrior",
     "StreamInfo",
     "TableError",
     "TableMismatchError",

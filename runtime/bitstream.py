@@ -42,6 +42,7 @@ class PriorMode(IntEnum):
     """How the decoder obtains the scale indices from z (docs/bitstream.md 2.2)."""
 
     FLOAT = 0  # hyper-synthesis in floating point on the decoder's backend
+    INTEGER = 1  # the bundle's integer scale path (runtime/integer_prior.py), bit-exact everywhere
 
 
 class Ordering(IntEnum):

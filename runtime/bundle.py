@@ -19,12 +19,14 @@ import numpy as np
 
 from .controller import Controller, ControllerError
 from .errors import BundleError, TableError
+from .integer_prior import IntegerPrior
 from .tables import EntropyTables, TritTables, ZTables, build_trit_tables
 
 BUNDLE_FORMAT = "edge-sdk-bundle"
 BUNDLE_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 CONTROLLER_FILE = "controller.json"
+INTEGER_PRIOR_FILE = "integer_prior.npz"
 #: Every bundle has these graphs; the Decoder needs the first four, evaluation the last.
 GRAPH_NAMES = ("analysis", "hyper_analysis", "hyper_synthesis", "classifier", "synthesis", "pixel_classifier")
 #: The graphs a stream depends on: changing any of them makes old streams decode wrongly.
@@ -42,7 +44,8 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def codec_id(model_name: str, quality: float, graph_sha256: dict[str, str], tables_digest: bytes) -> bytes:
+def codec_id(model_name: str, quality: float, graph_sha256: dict[str, str], tables_digest: bytes,
+             integer_prior_sha256: Optional[str] = None) -> bytes:
     """16-byte identity of everything a stream depends on; written into every stream header.
 
     The classifier is left out on purpose: a retrained adapter still decodes old streams.
@@ -53,6 +56,8 @@ def codec_id(model_name: str, quality: float, graph_sha256: dict[str, str], tabl
         "graphs": {name: graph_sha256[name] for name in CODEC_GRAPHS},
         "tables": tables_digest.hex(),
     }
+    if integer_prior_sha256 is not None:
+        doc["integer_prior"] = integer_prior_sha256
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).digest()[:16]
 
 
@@ -138,6 +143,8 @@ class Bundle:
     extra: dict[str, Any] = field(default_factory=dict)
     #: the adaptive-decoding controller (``edge-sdk calibrate``), when the bundle has one
     controller: Optional[Controller] = None
+    #: the bit-exact hyper-synthesis for ``prior_mode`` INTEGER (docs/prior.md), when the model has one
+    integer_prior: Optional[IntegerPrior] = None
 
     @property
     def model_name(self) -> str:
@@ -227,14 +234,38 @@ class Bundle:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{manifest_path} lacks or garbles a required field ({exc!r}): damaged bundle") from exc
-        computed = codec_id(
-            manifest["model"]["name"], manifest["model"]["quality"], {n: g.sha256 for n, g in graphs.items()}, tables.digest
-        )
+        integer_prior, prior_sha = _load_integer_prior(root, manifest, tables, verify_hashes)
+        computed = codec_id(manifest["model"]["name"], manifest["model"]["quality"],
+                            {n: g.sha256 for n, g in graphs.items()}, tables.digest, prior_sha)
         if computed != recorded_id:
-            raise BundleError(f"{manifest_path}: codec_id does not match the graphs and tables it names: damaged bundle")
+            raise BundleError(f"{manifest_path}: codec_id does not match the graphs, tables and prior it names: "
+                              "damaged bundle")
         controller = _load_controller(root, manifest, graphs["classifier"].sha256, verify_hashes)
         return cls(path=root, manifest=manifest, graphs=graphs, tables=tables, class_names=classes, codec_id=computed,
-                   controller=controller)
+                   controller=controller, integer_prior=integer_prior)
+
+
+def _load_integer_prior(root: Path, manifest: dict[str, Any], tables: EntropyTables,
+                        verify_hashes: bool) -> tuple[Optional[IntegerPrior], Optional[str]]:
+    entry = manifest.get("integer_prior")
+    if entry is None:
+        return None, None
+    try:
+        name, digest = entry["file"], entry["sha256"]
+    except (KeyError, TypeError) as exc:
+        raise BundleError(f"manifest integer_prior entry is damaged ({exc!r})") from exc
+    path = root / name
+    if Path(name).name != name or not path.is_file():
+        raise BundleError(f"integer prior file {name!r} is missing from {root}")
+    if verify_hashes and sha256_file(path) != digest:
+        raise BundleError(f"{path.name} does not match its sha256 in the manifest: damaged or replaced")
+    try:
+        channels = int(manifest["model"]["latent_channels"]), int(manifest["model"]["hyper_channels"])
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"manifest model channel counts are not integers ({exc})") from exc
+    prior = IntegerPrior.load(path).validate(num_scales=tables.trit.num_scales, latent_channels=channels[0],
+                                                  hyper_channels=channels[1])
+    return prior, digest
 
 
 def _load_controller(root: Path, manifest: dict[str, Any], classifier_sha256: str,

@@ -118,7 +118,8 @@ def test_stream_of_another_bundle_is_refused(codec, photo, tmp_path, lite0_expor
     from edge_sdk.runtime.bundle import codec_id
 
     manifest["codec_id"] = codec_id("lite0", 3.0, {n: g["sha256"] for n, g in manifest["graphs"].items()},
-                                    bytes.fromhex(manifest["entropy"]["tables_digest"])).hex()
+                                    bytes.fromhex(manifest["entropy"]["tables_digest"]),
+                                    manifest.get("integer_prior", {}).get("sha256")).hex()
     (other / "manifest.json").write_text(json.dumps(manifest))
     data = codec[0].encode(photo)
     with pytest.raises(BitstreamError, match="bundle"):
