@@ -1,12 +1,18 @@
-"""Cross-configuration desync of the float prior: how often does a decoder's scale index differ
-from the encoder's, and how often does that break the decode? (issue 9, the measurement)
+"""Cross-configuration desync of the prior: how often does a decoder's scale index differ from
+the encoder's, and how often does that break the decode? (issue 9)
 
-The encoder side runs analysis, hyper_analysis and hyper_synthesis in one configuration; every
-decoder configuration recomputes means and scales from the same integer ẑ with its own
-``hyper_synthesis`` and maps the scales to trit-table indices (``scale_to_index``). A pair is
-(image, encoder configuration, decoder configuration), ordered, encoder ≠ decoder.
+The encoder side runs analysis and hyper_analysis in one configuration; every decoder
+configuration recomputes means and scale indices from the same integer ẑ its own way. A
+pair is (image, encoder configuration, decoder configuration), ordered, encoder ≠ decoder.
 
-- ``mismatched_indices``: y elements whose index differs, summed over pairs.
+- prior mode ``float``: each configuration runs its own float ``hyper_synthesis`` and maps
+  the scales to indices (``scale_to_index``);
+- prior mode ``integer``: each configuration runs the bundle's integer prior in its own
+  arithmetic (``INTEGER_VARIANTS``: float32, float64 or int64 GEMMs, 1 or 2 BLAS threads,
+  hidden channels reordered so every GEMM sums in another order).
+
+- ``mismatched_indices``: y elements whose index differs, summed over pairs;
+  ``mismatched_means``: the same for the means (bit for bit).
 - ``failed_decodes``: pairs whose stream does not decode with the decoder's indices (a
   ``BitstreamError``) or decodes to a different ŷ residual. The trit coder reads only the
   indices and the tables (the means only shift ŷ afterwards), so a pair with identical
@@ -18,9 +24,10 @@ Configurations (anchor first): ONNX Runtime CPU with 1 thread and every optimisa
 hyper-synthesis converted to FP16 (when onnxconverter-common is installed). There is no GPU
 configuration unless ONNX Runtime's CUDA provider is present.
 
-Prints one JSON object with ``pairs``, ``mismatched_indices`` and ``failed_decodes``, plus the
-same per (encoder, decoder) pair and the worst |Δ log σ| seen.
-Run: ``python benchmarks/desync.py --bundle DIR --images DIR [--views 4] [--short-side 224]``.
+Prints one JSON line per prior mode with ``pairs``, ``mismatched_indices`` and
+``failed_decodes``, plus the same per (encoder, decoder) pair and the worst |Δ log σ| seen.
+Run: ``python benchmarks/desync.py --bundle DIR --images DIR [--views 4] [--short-side 224]
+[--prior float|integer|both]``.
 """
 
 from __future__ import annotations
@@ -96,6 +103,112 @@ def torch_config(bundle):
     return run, None
 
 
+#: how each configuration runs the integer prior (prior mode INTEGER): GEMM dtype, BLAS threads,
+#: and a seed for reordering the hidden channels (another summation order), None = as stored.
+INTEGER_VARIANTS = (
+    ("float32", 1, None), ("int64", 1, None), ("float32", 1, 1), ("float32", 2, 2),
+    ("float32", 2, None), ("float64", 2, None), ("float64", 1, 3), ("float32", 2, 4),
+)
+
+
+def integer_runner(prior, variant):
+    import threadpoolctl
+
+    dtype, threads, seed = variant
+    net = prior if seed is None else prior.with_hidden_channels_permuted(seed)
+
+    def run(z):
+        with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+            return net.parameters(z, np.dtype(dtype))
+    return run
+
+
+def measure(mode, bundle, configs, photos, args) -> dict:
+    """Every ordered (encoder config, decoder config) pair on every photo, in one prior mode."""
+    from edge_sdk.images import pad_image, read_image
+    from edge_sdk.runtime import BitstreamError, LatentDecoder, PriorMode, StreamInfo, encode_latent, scale_to_index
+
+    tables = bundle.tables
+    names = list(configs)
+    integer = {}
+    if mode == "integer":
+        integer = {n: integer_runner(bundle.integer_prior, INTEGER_VARIANTS[i % len(INTEGER_VARIANTS)])
+                   for i, n in enumerate(names)}
+    per_pair = {(e, d): {"pairs": 0, "mismatched_indices": 0, "failed_decodes": 0, "elements": 0,
+                         "images_with_mismatch": 0, "worst_abs_dlog_scale": 0.0, "mismatched_means": 0}
+                for e in names for d in names if e != d}
+    verified = 0
+    t0 = time.perf_counter()
+    for i, (label, image) in enumerate(photos):
+        rgb = read_image(image)
+        x, padding = pad_image(rgb, bundle.padding_multiple, bundle.min_size)
+        encoded = {}
+        for n, run in configs.items():
+            y = run("analysis", x)[0]
+            encoded[n] = (y, np.round(run("hyper_analysis", y)[0])[0].astype(np.int64))
+        cache = {}
+
+        def prior(config, z):
+            """(means, indices, scales or None) the configuration derives from ẑ."""
+            key = (config, z.tobytes())
+            if key not in cache:
+                if mode == "integer":
+                    means, kidx = integer[config](z)
+                    cache[key] = (means, kidx, None)
+                else:
+                    means, scales = configs[config]("hyper_synthesis", z[None].astype(np.float32))
+                    cache[key] = (means[0], scale_to_index(scales[0], tables.trit.scales), scales[0])
+            return cache[key]
+
+        for enc in names:
+            y, z = encoded[enc]
+            means_e, kidx_e, scales_e = prior(enc, z)
+            stream = None
+            for dec in names:
+                if dec == enc:
+                    continue
+                means_d, kidx_d, scales_d = prior(dec, z)
+                bad = int((kidx_d != kidx_e).sum())
+                row = per_pair[(enc, dec)]
+                if scales_e is not None:
+                    row["worst_abs_dlog_scale"] = max(row["worst_abs_dlog_scale"],
+                                                      float(np.abs(np.log(scales_d) - np.log(scales_e)).max()))
+                row["mismatched_means"] += int((means_d != means_e).sum())
+                row["images_with_mismatch"] += int(bad > 0)
+                row["pairs"] += 1
+                row["elements"] += int(kidx_e.size)
+                row["mismatched_indices"] += bad
+                if bad or (args.verify_every and row["pairs"] % args.verify_every == 0):
+                    if stream is None:
+                        info = StreamInfo(model_name=bundle.model_name, bundle_hash=bundle.codec_id,
+                                          image_size=rgb.shape[:2], padding=padding, quality=int(round(bundle.quality)),
+                                          prior_mode=PriorMode[mode.upper()])
+                        stream = encode_latent(y[0], means_e, kidx_e, z, tables, info=info)
+                        want = np.round(y[0] - means_e)
+                    try:
+                        decoder = LatentDecoder(tables, prior=lambda _z, _h, m=means_d, k=kidx_d: (m, k))
+                        decoder.feed(stream)
+                        ok = np.array_equal(np.round(decoder.y_hat() - means_d), want)
+                    except BitstreamError:
+                        ok = False
+                    row["failed_decodes"] += int(not ok)
+                    verified += int(not bad)
+        print(f"\r{mode}: {i + 1}/{len(photos)} images", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    total = {k: sum(r[k] for r in per_pair.values())
+             for k in ("pairs", "mismatched_indices", "failed_decodes", "elements", "mismatched_means")}
+    out = {"prior_mode": mode, "pairs": total["pairs"], "mismatched_indices": total["mismatched_indices"],
+           "failed_decodes": total["failed_decodes"], "mismatched_means": total["mismatched_means"],
+           "y_elements_compared": total["elements"], "matching_pairs_decoded_as_a_check": verified}
+    if mode == "integer":
+        out["integer_variants"] = {n: dict(zip(("gemm_dtype", "blas_threads", "permutation_seed"),
+                                               INTEGER_VARIANTS[i % len(INTEGER_VARIANTS)]))
+                                   for i, n in enumerate(names)}
+    out["per_pair"] = {f"{e} -> {d}": r for (e, d), r in per_pair.items()}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", required=True)
@@ -104,15 +217,13 @@ def main() -> None:
     ap.add_argument("--short-side", type=int, default=224)
     ap.add_argument("--verify-every", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prior", choices=("float", "integer", "both"), default="both")
     args = ap.parse_args()
 
     from edge_sdk.calibration.collect import find_images, load_image_set
-    from edge_sdk.images import pad_image, read_image
-    from edge_sdk.runtime import BitstreamError, LatentDecoder, StreamInfo, encode_latent, scale_to_index
     from edge_sdk.runtime.bundle import Bundle
 
     bundle = Bundle.load(args.bundle)
-    tables = bundle.tables
     configs = ort_configs(bundle)
     notes = {}
     for name, make in (("torch-eager", torch_config), ("ort-cpu-fp16-hyper-synthesis", fp16_config)):
@@ -122,64 +233,13 @@ def main() -> None:
         else:
             configs[name] = runner
     photos = load_image_set(find_images(args.images), short_side=args.short_side, views=args.views, seed=args.seed)
-    names = list(configs)
-    per_pair = {(e, d): {"pairs": 0, "mismatched_indices": 0, "failed_decodes": 0, "elements": 0,
-                         "images_with_mismatch": 0, "worst_abs_dlog_scale": 0.0}
-                for e in names for d in names if e != d}
-    verified = 0
-    t0 = time.perf_counter()
-    for i, (label, image) in enumerate(photos):
-        rgb = read_image(image)
-        x, padding = pad_image(rgb, bundle.padding_multiple, bundle.min_size)
-        prior = {}
-        for n, run in configs.items():
-            y = run("analysis", x)[0]
-            z = np.round(run("hyper_analysis", y)[0])
-            prior[n] = (y, z)
-        # the decoder side sees the encoder's ẑ; recompute the prior per decoder config
-        for enc in names:
-            y, z = prior[enc]
-            means_e, scales_e = configs[enc]("hyper_synthesis", z.astype(np.float32))
-            kidx_e = scale_to_index(scales_e[0], tables.trit.scales)
-            stream = None
-            for dec in names:
-                if dec == enc:
-                    continue
-                means_d, scales_d = configs[dec]("hyper_synthesis", z.astype(np.float32))
-                kidx_d = scale_to_index(scales_d[0], tables.trit.scales)
-                bad = int((kidx_d != kidx_e).sum())
-                row = per_pair[(enc, dec)]
-                row["worst_abs_dlog_scale"] = max(row["worst_abs_dlog_scale"],
-                                                  float(np.abs(np.log(scales_d) - np.log(scales_e)).max()))
-                row["images_with_mismatch"] += int(bad > 0)
-                row["pairs"] += 1
-                row["elements"] += int(kidx_e.size)
-                row["mismatched_indices"] += bad
-                if bad or (args.verify_every and row["pairs"] % args.verify_every == 0):
-                    if stream is None:
-                        info = StreamInfo(model_name=bundle.model_name, bundle_hash=bundle.codec_id,
-                                          image_size=rgb.shape[:2], padding=padding, quality=int(round(bundle.quality)))
-                        stream = encode_latent(y[0], means_e[0], kidx_e, z[0].astype(np.int64), tables, info=info)
-                        want = np.round(y[0] - means_e[0])
-                    try:
-                        decoder = LatentDecoder(tables, prior=lambda _z, _h: (means_d[0], kidx_d))
-                        decoder.feed(stream)
-                        ok = np.array_equal(np.round(decoder.y_hat() - means_d[0]), want)
-                    except BitstreamError:
-                        ok = False
-                    row["failed_decodes"] += int(not ok)
-                    verified += int(not bad)
-        print(f"\r{i + 1}/{len(photos)} images", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
-    total = {k: sum(r[k] for r in per_pair.values()) for k in ("pairs", "mismatched_indices", "failed_decodes", "elements")}
-    print(json.dumps({
-        "bundle": str(args.bundle), "images": len(photos), "configs": names, "skipped_configs": notes,
-        "pairs": total["pairs"], "mismatched_indices": total["mismatched_indices"],
-        "failed_decodes": total["failed_decodes"], "y_elements_compared": total["elements"],
-        "matching_pairs_decoded_as_a_check": verified,
-        "per_pair": {f"{e} -> {d}": r for (e, d), r in per_pair.items()},
-        "seconds": round(time.perf_counter() - t0, 1),
-    }))
+    modes = ["float", "integer"] if args.prior == "both" else [args.prior]
+    if "integer" in modes and bundle.integer_prior is None:
+        sys.exit(f"{args.bundle} has no integer prior; re-export it or pass --prior float")
+    for mode in modes:
+        result = measure(mode, bundle, configs, photos, args)
+        print(json.dumps({"bundle": str(args.bundle), "images": len(photos), "configs": list(configs),
+                          "skipped_configs": notes, **result}), flush=True)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,9 @@ def _describe_bundle(path: Path) -> dict:
                    "inputs": [t.name for t in g.inputs], "outputs": [t.name for t in g.outputs]}
             for name, g in bundle.graphs.items()
         },
+        "prior_modes": ["integer", "float"] if bundle.integer_prior is not None else ["float"],
+        "integer_prior": m.get("integer_prior"),
+        "controller": bundle.controller is not None,
         "exporter": m.get("exporter", {}),
         "created": m.get("created"),
         "verified": True,
@@ -161,6 +164,12 @@ def _print_bundle(info: dict) -> None:
                 "codec_id", "tables_hash", "created"):  # fmt: skip
         summary.add_row(key, str(info[key]))
     summary.add_row("weights", "\n".join(info["weight_sources"]))
+    prior = info["integer_prior"]
+    summary.add_row("prior modes", ", ".join(info["prior_modes"]) + (
+        f" (integer: {prior['index_agreement']['exact']:.1%} of indices equal to the float prior's, "
+        f"{prior['index_agreement']['within_one']:.2%} within one)" if prior else
+        " (this model's hyper-synthesis does not convert: decode on the encoder's backend setup)"))
+    summary.add_row("controller", "yes" if info["controller"] else "no (`edge-sdk calibrate`)")
     console.print(summary)
     graphs = Table(title="graphs (sha256 verified)")
     for col in ("graph", "file", "MB", "inputs", "outputs", "max |ORT - torch|"):

@@ -26,7 +26,7 @@ NumPy only: this module is part of the torch-free runtime.
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,23 @@ class IntegerPrior:
 
     def scale_indices(self, z: np.ndarray, gemm_dtype: Any = np.float32) -> np.ndarray:
         return self.parameters(z, gemm_dtype)[1]
+
+    def with_hidden_channels_permuted(self, seed: int) -> "IntegerPrior":
+        """The same function with every hidden layer's channels reordered, so each GEMM sums in
+        another order: benchmarks/desync.py and the tests use it to show order does not matter."""
+        rng = np.random.default_rng(seed)
+        layers = list(self.layers)
+        perm = np.arange(self.input_gain.size)  # z's channel order is the stream's; hidden ones are free
+        for i, layer in enumerate(layers):
+            w = layer.weight[:, perm] if layer.kind == CONV else layer.weight[perm]
+            layer = replace(layer, weight=np.ascontiguousarray(w))
+            if i + 1 < len(layers):
+                perm = rng.permutation(layer.out_channels)
+                w = layer.weight[perm] if layer.kind == CONV else layer.weight[:, perm]
+                layer = replace(layer, weight=np.ascontiguousarray(w), bias=layer.bias[perm],
+                                multiplier_pos=layer.multiplier_pos[perm], multiplier_neg=layer.multiplier_neg[perm])
+            layers[i] = layer
+        return replace(self, layers=tuple(layers), _cache={})
 
     # --- validation and storage -----------------------------------------------------------
     def validate(self, num_scales: int | None = None, latent_channels: int | None = None,

@@ -82,3 +82,22 @@ def test_samples_copies_real_photos_with_licences(tmp_path):
     assert {"chelsea.png", "coffee.png"} <= set(photos)
     licences = (tmp_path / "s" / "LICENSES.txt").read_text().splitlines()
     assert sorted(line.split(":")[0] for line in licences) == photos
+
+
+def test_encode_chooses_the_prior_mode(lite0_export, photos, tmp_path):
+    bundle, _, _ = lite0_export
+    modes = {}
+    for prior in (None, "float", "integer"):
+        target = tmp_path / f"{prior}.edgt"
+        args = ["encode", str(photos / "a.jpg"), "--bundle", str(bundle), "--out", str(target)]
+        result = runner.invoke(app, args + (["--prior", prior] if prior else []))
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(app, ["inspect", str(target), "--json"])
+        assert result.exit_code == 0, result.output
+        modes[prior] = json.loads(result.output)["prior_mode"]
+    assert modes == {None: "integer", "float": "float", "integer": "integer"}
+    result = runner.invoke(app, ["encode", str(photos / "a.jpg"), "--bundle", str(bundle), "--out",
+                                 str(tmp_path / "x.edgt"), "--prior", "fixed"])
+    assert result.exit_code == 2 and "prior must be one of" in result.output
+    result = runner.invoke(app, ["inspect", str(bundle), "--json"])
+    assert json.loads(result.output)["prior_modes"] == ["integer", "float"]

@@ -81,23 +81,6 @@ def random_prior(seed=0, hyper=6, latent=5, scales=16):
                                                             hyper_channels=hyper)
 
 
-def permuted(prior: IntegerPrior, seed: int) -> IntegerPrior:
-    """The same network with every hidden layer's channels reordered: other summation orders."""
-    rng = np.random.default_rng(seed)
-    layers = list(prior.layers)
-    perm = np.arange(prior.input_gain.size)  # z's channel order is the stream's; hidden ones are free
-    for i, layer in enumerate(layers):
-        w = layer.weight[:, perm] if layer.kind == CONV else layer.weight[perm]
-        layers[i] = dataclasses.replace(layer, weight=np.ascontiguousarray(w))
-        if i + 1 < len(layers):
-            perm = rng.permutation(layers[i].out_channels)
-            w = layers[i].weight[perm] if layer.kind == CONV else layers[i].weight[:, perm]
-            layers[i] = dataclasses.replace(layers[i], weight=np.ascontiguousarray(w), bias=layers[i].bias[perm],
-                                            multiplier_pos=layers[i].multiplier_pos[perm],
-                                            multiplier_neg=layers[i].multiplier_neg[perm])
-    return dataclasses.replace(prior, layers=tuple(layers), _cache={})
-
-
 @pytest.mark.parametrize("kind,k,stride,padding,output_padding", [
     (CONV, 3, 1, 1, 0), (CONV, 5, 2, 2, 0), (CONV, 3, 2, 0, 0), (CONV, 1, 1, 0, 0),
     (DECONV, 5, 2, 2, 1), (DECONV, 3, 2, 1, 1), (DECONV, 4, 2, 1, 0), (DECONV, 3, 1, 1, 0), (DECONV, 5, 3, 2, 2),
@@ -157,7 +140,7 @@ def test_parameters_do_not_depend_on_gemm_precision_or_summation_order():
             np.testing.assert_array_equal(k2, kidx)
             np.testing.assert_array_equal(m2, means)
         for seed in range(3):
-            m3, k3 = permuted(prior, seed).parameters(z)
+            m3, k3 = prior.with_hidden_channels_permuted(seed).parameters(z)
             np.testing.assert_array_equal(k3, kidx)
             np.testing.assert_array_equal(m3, means)
 
