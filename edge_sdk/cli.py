@@ -671,9 +671,10 @@ def version() -> None:
     print(f"edge-sdk {__version__} (stream format {FORMAT_VERSION})")
 
 
-# registers encode, decode, run, doctor and calibrate on `app`
+# registers encode, decode, run, doctor, calibrate and eval on `app`
 from edge_sdk import cli_run as _cli_run  # noqa: E402,F401
 from edge_sdk import cli_calibrate as _cli_calibrate  # noqa: E402,F401
+from edge_sdk import cli_eval as _cli_eval  # noqa: E402,F401
 
 
 def main() -> None:

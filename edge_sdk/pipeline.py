@@ -280,6 +280,12 @@ class DecodeSession:
             bytes_total=self.stream_size, timings_ms=dict(self.timings_ms), confidence=confidence,
             threshold=threshold)
 
+    def decoded_bits(self) -> np.ndarray:
+        """Bits of information decoded so far per latent element, (C, H/16, W/16) float64:
+        sum over channels for a bit-allocation map (``edge-sdk eval`` draws one)."""
+        self._require_ready()
+        return self._latent.decoded_bits()
+
     def reconstruct(self, out: Optional[np.ndarray] = None) -> np.ndarray:
         """uint8 RGB (H, W, 3) at the current level, padding removed.
 

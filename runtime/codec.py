@@ -505,6 +505,23 @@ class LatentDecoder:
             est = est + self._escape
         return est.reshape(self.header.y_shape)
 
+    def decoded_bits(self) -> np.ndarray:
+        """Information decoded so far per element, in bits, float64, shape (C, H, W).
+
+        ``-log2`` of the integer-table probability of the element's current symbol interval:
+        by the chain rule, the sum of its decoded trits' ideal code lengths (the escape
+        chunk's overflows are not included). For bit-allocation maps, not for decoding.
+        """
+        if self._state is None:
+            raise RuntimeError("nothing decoded yet: header, z and prior are needed first")
+        st, trit = self._state, self.tables.trit
+        width = POW3[st.rem.astype(np.int64)]
+        lo = st.prefix.astype(np.int64) * width
+        start = trit.cdf_start[st.kidx]
+        mass = trit.cdf[start + lo + width].astype(np.int64) - trit.cdf[start + lo].astype(np.int64)
+        bits = trit.precision_bits - np.log2(np.maximum(mass, 1))
+        return bits.reshape(self.header.y_shape)
+
     def y_hat(self) -> np.ndarray:
         """Latent estimate at the current level: means + conditional mean residual (float32)."""
         return (self._means + self.residual_estimate()).astype(np.float32)

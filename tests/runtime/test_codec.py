@@ -294,3 +294,26 @@ def test_encoder_rejects_bad_input_clearly(tables, mutate, message):
     y, means, kidx, z = make_latent(tables, (3, 4, 4), seed=11)
     with pytest.raises(ValueError, match=message):
         encode_latent(*mutate(y, means, kidx, z), tables)
+
+
+def test_decoded_bits_grow_with_the_level_and_match_the_stream_size(tables):
+    from edge_sdk.runtime import LatentDecoder, encode_latent, level_boundaries
+
+    y, means, kidx, z = make_latent(tables, shape=(6, 8, 8), seed=3)
+    data = encode_latent(y, means, kidx, z, tables)
+    ends = level_boundaries(data)
+    dec = LatentDecoder(tables, prior=prior_of(means, kidx))
+    dec.feed(data[: ends[0]])
+    previous = dec.decoded_bits()
+    assert previous.shape == y.shape and np.all(previous == 0)
+    fed = ends[0]
+    for end in ends[1:]:
+        dec.feed(data[fed:end])
+        fed = end
+        bits = dec.decoded_bits()
+        assert np.all(bits >= previous - 1e-9)
+        previous = bits
+    y_bytes = ends[-1] - ends[0]
+    # ideal information of the trits against the bytes that carry them (chunk tables, CRCs and the
+    # escape chunk add overhead; the range coder itself stays within a few bytes per chunk)
+    assert 0.6 * y_bytes * 8 < previous.sum() <= y_bytes * 8
