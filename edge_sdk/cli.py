@@ -61,7 +61,10 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    from rich.markup import escape
+
+    # escape: messages quote things like 'edge-sdk[trt]' that rich would take for markup
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -671,10 +674,11 @@ def version() -> None:
     print(f"edge-sdk {__version__} (stream format {FORMAT_VERSION})")
 
 
-# registers encode, decode, run, doctor, calibrate and eval on `app`
+# registers encode, decode, run, doctor, calibrate, eval, build and verify on `app`
 from edge_sdk import cli_run as _cli_run  # noqa: E402,F401
 from edge_sdk import cli_calibrate as _cli_calibrate  # noqa: E402,F401
 from edge_sdk import cli_eval as _cli_eval  # noqa: E402,F401
+from edge_sdk import cli_engine as _cli_engine  # noqa: E402,F401
 
 
 def main() -> None:

@@ -53,6 +53,16 @@ def _warn_random(bundle) -> None:
                           f"{', '.join(bundle.random_parts)}; its outputs mean nothing")
 
 
+def _engine_backend(engine: Path, bundle):
+    from edge_sdk.runtime.backend import BackendError
+    from edge_sdk.runtime.trt_backend import TensorRTBackend
+
+    try:
+        return TensorRTBackend(engine, bundle)
+    except BackendError as exc:
+        _fail(str(exc))
+
+
 def _encoder(encoder_class, bundle, backend, short_side: int, prior: Optional[str]):
     try:
         return encoder_class(bundle, backend, short_side=short_side, prior=prior)
@@ -190,6 +200,8 @@ def run(
                                         "identically on any backend, thread count or precision; float: a few ms "
                                         "faster, but decodes reliably only with the encoder's exact backend setup."),
     trace: bool = typer.Option(False, "--trace", help="Classify at every level and report the top class and bytes there."),
+    engine: Optional[Path] = typer.Option(None, help="Run TensorRT engines from this folder (`edge-sdk build`) "
+                                          "instead of ONNX Runtime; stale ones are rebuilt with a message."),
     device: str = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime)."),
     threads: int = typer.Option(0, help="CPU threads (0: all cores)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON line per item, nothing else on stdout."),
@@ -217,7 +229,7 @@ def run(
     if threshold is not None and not 0 <= threshold <= 1:
         _fail("--threshold must lie in [0, 1]")
     _warn_random(loaded)
-    backend = _backend(device, threads)
+    backend = _engine_backend(engine, loaded) if engine is not None else _backend(device, threads)
     encoder, decoder = _encoder(Encoder, loaded, backend, short_side, prior), Decoder(loaded, backend)
     files = _expand(inputs)
     rows, failures = [], 0

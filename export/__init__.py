@@ -1,15 +1,27 @@
-"""edge-sdk export side: torch model definitions, checkpoint loading and ONNX bundle export.
+"""edge-sdk export side: torch model definitions, checkpoint loading, ONNX bundle export, and
+TensorRT engine builds.
 
-Needs the ``[export]`` extra (torch, timm, onnx). Typical use::
+Needs the ``[export]`` extra (torch, timm, onnx) for the models. Typical use::
 
     from edge_sdk.export import export_model, list_models
     export_model("lite0", "bundles/lite0", checkpoint="lite0.safetensors")
 
 Models register by name (``registry.register_model``); ``create_model(name)`` builds one
 with random weights and ``checkpoint.load_checkpoint`` fills it with a key report.
+
+The names below load lazily, so the torch-free modules (``engine``, ``precision``) can be
+imported on a Jetson that has TensorRT and ONNX but no torch.
 """
 
-from .exporter import export_model, prepare_model
-from .registry import create_model, get_model_info, list_models, register_model
+from importlib import import_module
 
-__all__ = ["create_model", "export_model", "get_model_info", "list_models", "prepare_model", "register_model"]
+_LAZY = {"export_model": ".exporter", "prepare_model": ".exporter", "create_model": ".registry",
+         "get_model_info": ".registry", "list_models": ".registry", "register_model": ".registry"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import numpy as np
 
 from .backend import BackendError
@@ -49,7 +51,11 @@ class OrtRunner:
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
-    def __init__(self, device: str = "auto", threads: int | None = None):
+    def __init__(self, device: str = "auto", threads: int | None = None,
+                 graph_files: dict[str, Path] | None = None):
+        """``graph_files`` runs other ONNX files for some graphs (the FP16 / Q/DQ copies
+        ``edge-sdk build --convert-only`` writes) in place of the bundle's, same tensor names."""
+        self.graph_files = dict(graph_files or {})
         ort = _ort()
         available = ort.get_available_providers()
         if device not in ("auto", "cpu", "cuda"):
@@ -74,10 +80,11 @@ class OnnxRuntimeBackend:
 
     def load(self, graph: GraphInfo) -> OrtRunner:
         ort = _ort()
+        path = self.graph_files.get(graph.name, graph.path)
         try:
-            session = ort.InferenceSession(str(graph.path), self._options(), providers=self.providers)
+            session = ort.InferenceSession(str(path), self._options(), providers=self.providers)
         except Exception as exc:
-            raise BackendError(f"{graph.name}: ONNX Runtime cannot load {graph.path.name}: {exc}") from exc
+            raise BackendError(f"{graph.name}: ONNX Runtime cannot load {path.name}: {exc}") from exc
         names = [i.name for i in session.get_inputs()]
         if names != [t.name for t in graph.inputs]:
             raise BackendError(f"{graph.name}: {graph.path.name} takes {names}, the manifest says "
@@ -86,5 +93,8 @@ class OnnxRuntimeBackend:
 
     def describe(self) -> dict:
         ort = _ort()
-        return {"backend": self.name, "version": ort.__version__, "providers": self.providers,
-                "threads": self.threads, "device": "cuda" if self.providers[0].startswith("CUDA") else "cpu"}
+        out = {"backend": self.name, "version": ort.__version__, "providers": self.providers,
+               "threads": self.threads, "device": "cuda" if self.providers[0].startswith("CUDA") else "cpu"}
+        if self.graph_files:
+            out["graph_files"] = {k: str(v) for k, v in self.graph_files.items()}
+        return out

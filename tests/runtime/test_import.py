@@ -21,3 +21,14 @@ def test_runtime_installs_under_edge_sdk_namespace(tmp_path):
     # Outside the source tree, only the edge_sdk namespace may be importable.
     out = subprocess.run([sys.executable, "-c", "import runtime"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode != 0, "a generic top-level 'runtime' module leaked into the environment"
+
+
+def test_engine_side_is_torch_free_for_jetsons():
+    """A Jetson builds and runs engines with TensorRT and ONNX but no torch."""
+    code = (
+        "import sys, edge_sdk.runtime.integer_prior, edge_sdk.runtime.engine_cache, edge_sdk.runtime.trt_backend,"
+        " edge_sdk.export.engine, edge_sdk.export.precision, edge_sdk.cli;"
+        "print(','.join(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"engine-side import pulled in: {out.stdout.strip()}"
