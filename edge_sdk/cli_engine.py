@@ -46,6 +46,8 @@ def build(
                                        "$EDGE_SDK_CACHE or ~/.cache/edge-sdk/engines/<codec id>-<precision>)."),
     calib_images: list[Path] = typer.Option([], "--calib-images", help="Photos for INT8 calibration (repeatable); "
                                             "INT8 refuses to run without them."),
+    calib_method: str = typer.Option("minmax", help="INT8 activation ranges for the Q/DQ copies (TensorRT 11): "
+                                     "minmax, entropy or percentile. TensorRT 10's calibrator is always entropy."),
     min_size: str = typer.Option("64x64", help="Smallest padded image the engines accept, HxW."),
     opt_size: str = typer.Option("512x768", help="The padded image size TensorRT tunes for, HxW."),
     max_size: str = typer.Option("2048x2048", help="Largest padded image the engines accept, HxW."),
@@ -80,7 +82,7 @@ def build(
                       disable=as_json) as bar:
             task = bar.add_task("build", total=None)
             engines = build_engines(loaded, target, precision, sizes=sizes, calibration_photos=photos,
-                                    convert_only=convert_only,
+                                    convert_only=convert_only, calibration_method=calib_method,
                                     progress=lambda m: bar.update(task, description=m))
     except (BackendError, PrecisionError, ValueError) as exc:
         _fail(str(exc))

@@ -82,7 +82,8 @@ def precision_took_effect(precision: str, counts: dict[str, int]) -> bool:
 
 
 def converted_onnx(bundle: Bundle, graph: str, precision: str, folder: Path,
-                   calibration: Optional[Sequence[dict[str, np.ndarray]]] = None) -> tuple[Path, str]:
+                   calibration: Optional[Sequence[dict[str, np.ndarray]]] = None,
+                   calibration_method: str = "minmax") -> tuple[Path, str]:
     """The ONNX TensorRT parses for ``graph`` at ``precision``: the bundle's (FP32), or an FP16 /
     Q/DQ copy written into ``folder``. Returns (path, sha256)."""
     source = bundle.graph_path(graph)
@@ -90,7 +91,8 @@ def converted_onnx(bundle: Bundle, graph: str, precision: str, folder: Path,
         return source, bundle.graphs[graph].sha256
     target = folder / f"{graph}.{precision}{CONVERTED_SUFFIX}"
     tmp = target.with_name(f".{target.name}.tmp")
-    digest = convert_fp16(source, tmp) if precision == "fp16" else quantize_int8(source, tmp, calibration or [])
+    digest = (convert_fp16(source, tmp) if precision == "fp16"
+              else quantize_int8(source, tmp, calibration or [], calibration_method))
     tmp.replace(target)
     return target, digest
 
@@ -98,7 +100,8 @@ def converted_onnx(bundle: Bundle, graph: str, precision: str, folder: Path,
 def build_engines(bundle: Bundle, out_dir: str | Path, precision: str, *,
                   sizes=DEFAULT_PROFILE_SIZES, graphs: Sequence[str] = GRAPH_NAMES,
                   calibration_photos: Sequence[np.ndarray] = (), convert_only: bool = False,
-                  optimization_level: int = 3, progress: Optional[ProgressFn] = None) -> EngineDir:
+                  optimization_level: int = 3, calibration_method: str = "minmax",
+                  progress: Optional[ProgressFn] = None) -> EngineDir:
     """Build (or, with ``convert_only``, only convert) every graph; returns the engine folder."""
     step = progress or (lambda _m: None)
     folder = Path(out_dir)
@@ -128,7 +131,8 @@ def build_engines(bundle: Bundle, out_dir: str | Path, precision: str, *,
         profile = profile_shapes(bundle.graphs[graph], sizes)
         converted = strategy == "strongly-typed" and p != "fp32"
         step(f"{graph}: {'convert to ' + p if converted else 'FP32 ONNX'}")
-        onnx_path, onnx_sha = (converted_onnx(bundle, graph, p, folder, calibration.get(graph)) if converted
+        onnx_path, onnx_sha = (converted_onnx(bundle, graph, p, folder, calibration.get(graph), calibration_method)
+                               if converted
                                else (bundle.graph_path(graph), bundle.graphs[graph].sha256))
         if convert_only:
             engines.entries[graph] = {"onnx": onnx_path.name if onnx_path.parent == folder else None,

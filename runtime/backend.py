@@ -1,8 +1,8 @@
 """One interface for every inference engine, so the Decoder never tells them apart.
 
 A :class:`Backend` turns a bundle graph into a :class:`Runner`; a runner maps named
-float32 arrays to named float32 arrays. ONNX Runtime is the implementation today
-(``runtime/ort_backend.py``); TensorRT engines plug in behind the same two methods.
+float32 arrays to named float32 arrays. ONNX Runtime (``runtime/ort_backend.py``) and
+TensorRT engines (``runtime/trt_backend.py``) implement the same two methods.
 Graphs are loaded lazily, on first use: a Decoder that only classifies never pays for
 the synthesis graph.
 """
