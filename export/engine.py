@@ -161,12 +161,9 @@ def _build(trt, onnx_path: Path, key: EngineKey, strategy: str, folder: Path,
            rebuild: str) -> tuple[bytes, dict[str, int]]:
     logger = make_logger(trt)
     builder = trt.Builder(logger)
-    flags = 0
-    if strategy == "strongly-typed" and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") \
-            and int(key.device.tensorrt_version.split(".")[0]) == 10:
-        # the symbol, never a literal bit: TensorRT 11 renumbered the (now implicit) flag
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
+    # no creation flags: EXPLICIT_BATCH is gone in 10.x, and 11.x networks are strongly typed
+    # always (its STRONGLY_TYPED flag is deprecated and was renumbered, so it is never passed)
+    network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))

@@ -191,7 +191,7 @@ def make_logger(trt):
 
         def log(self, severity, msg) -> None:
             self.messages.append(f"[{severity.name}] {msg}")
-            if severity <= trt.ILogger.Severity.ERROR:
+            if int(severity) <= int(trt.ILogger.Severity.ERROR):  # INTERNAL_ERROR = 0, ERROR = 1
                 print(f"TensorRT: {msg}", file=sys.stderr)
 
         @property
