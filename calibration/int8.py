@@ -64,7 +64,7 @@ def int8_calibration_feeds(bundle: Bundle, photos: Sequence[np.ndarray], size: t
             end = ends[round(depth * (len(ends) - 1))]
             session.feed(data[fed:end])
             fed = max(fed, end)
-            y_hat = session._latent.y_hat()[None]
+            y_hat = session.latent()[None]
             for g in ("classifier", "synthesis"):
                 if g in graphs:
                     feeds[g].append({bundle.graphs[g].inputs[0].name: y_hat})

@@ -43,7 +43,7 @@ def _feeds(bundle: Bundle, reference: GraphSet, photos: Sequence[np.ndarray]) ->
             end = ends[round(depth * (len(ends) - 1))]
             session.feed(data[fed:end])
             fed = max(fed, end)
-            y_hat = session._latent.y_hat()[None]
+            y_hat = session.latent()[None]
             feeds["classifier"].append({"y_hat": y_hat})
             feeds["synthesis"].append({"y_hat": y_hat})
     return feeds
@@ -83,7 +83,7 @@ def verify_backends(bundle: Bundle, reference, candidate, photos: Sequence[np.nd
     def decode(decoder, data):
         session = decoder.session()
         session.feed(data)
-        return session._latent.residual()
+        return session.residual()
 
     decoders = {"reference": Decoder(bundle, reference), "candidate": Decoder(bundle, candidate)}
     for source in (reference, candidate):

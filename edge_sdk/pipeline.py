@@ -236,6 +236,17 @@ class DecodeSession:
         if not self.ready:
             raise BitstreamError("not enough bytes yet: the header and z section are incomplete")
 
+    def latent(self) -> np.ndarray:
+        """ŷ at the current level, float32 (C, H/16, W/16): what the classifier and synthesis take."""
+        self._require_ready()
+        return self._latent.y_hat()
+
+    def residual(self) -> np.ndarray:
+        """The exact integer residual round(y - mean), int64 (C, H/16, W/16), once complete;
+        the same on every backend for the same stream (``edge-sdk verify`` compares it)."""
+        self._require_ready()
+        return self._latent.residual()
+
     def logits(self) -> np.ndarray:
         self._require_ready()
         cached = self._cache.get("logits")
