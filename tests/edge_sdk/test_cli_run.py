@@ -101,3 +101,25 @@ def test_encode_chooses_the_prior_mode(lite0_export, photos, tmp_path):
     assert result.exit_code == 2 and "prior must be one of" in result.output
     result = runner.invoke(app, ["inspect", str(bundle), "--json"])
     assert json.loads(result.output)["prior_modes"] == ["integer", "float"]
+
+
+def test_levels_option_reaches_the_encoder_schedule(lite0_export, photos, tmp_path, monkeypatch):
+    """How the level count trades framing bytes is tested in tests/runtime; here: the option is wired."""
+    from edge_sdk import pipeline
+
+    seen = []
+    original = pipeline.Encoder.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs["schedule"].target_levels)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.Encoder, "__init__", spy)
+    bundle, _, _ = lite0_export
+    result = runner.invoke(app, ["encode", str(photos / "a.jpg"), "--bundle", str(bundle), "--out",
+                                 str(tmp_path / "a.edgt"), "--levels", "12"])
+    assert result.exit_code == 0, result.output
+    assert seen == [12]
+    result = runner.invoke(app, ["encode", str(photos / "a.jpg"), "--bundle", str(bundle), "--out",
+                                 str(tmp_path / "x.edgt"), "--levels", "0"])
+    assert result.exit_code == 2
