@@ -252,13 +252,13 @@ def curves(records: Sequence[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def bd_rates(curve_set: dict[str, list[dict]], anchor_of_test: str = "edge-sdk") -> dict:
+def bd_rates(curve_set: dict[str, list[dict]], ours: str = "edge-sdk") -> dict:
     """BD-rate of ours against each baseline, on the agreement and on the PSNR axis (fractions;
     negative: ours needs fewer bytes). None where the curves share no range."""
-    test = curve_set[anchor_of_test]
+    test = curve_set[ours]
     out = {}
     for codec, ref in curve_set.items():
-        if codec == anchor_of_test:
+        if codec == ours:
             continue
         entry = {}
         for axis in ("agreement", "psnr", "accuracy"):

@@ -109,6 +109,7 @@ def build_engines(bundle: Bundle, out_dir: str | Path, precision: str, *,
     plan = precision_plan(precision, tuple(graphs))
     engines = EngineDir.open(folder)
     engines.bundle_codec_id = bundle.codec_id.hex()
+    engines.profile_sizes = [list(hw) for hw in sizes]
     trt = device = None
     if not convert_only:
         trt = tensorrt_module()

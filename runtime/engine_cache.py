@@ -135,6 +135,8 @@ class EngineDir:
     root: Path
     bundle_codec_id: str = ""
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: padded image sizes (min, opt, max) the profiles were built for, reused by rebuilds
+    profile_sizes: list[list[int]] = field(default_factory=list)
 
     @classmethod
     def open(cls, root: str | Path) -> "EngineDir":
@@ -147,13 +149,15 @@ class EngineDir:
             if doc.get("format") != ENGINE_FORMAT or doc.get("format_version") != ENGINE_FORMAT_VERSION:
                 raise EngineMismatchError(f"{path} is not an edge-sdk engine manifest (version "
                                           f"{ENGINE_FORMAT_VERSION})")
-            return cls(root, doc.get("bundle_codec_id", ""), dict(doc["engines"]))
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            return cls(root, doc.get("bundle_codec_id", ""), dict(doc["engines"]),
+                       [list(map(int, hw)) for hw in doc.get("profile_sizes", [])])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
             raise EngineMismatchError(f"{path} is damaged ({exc}); rebuild with `edge-sdk build`") from exc
 
     def save(self) -> None:
         doc = {"format": ENGINE_FORMAT, "format_version": ENGINE_FORMAT_VERSION,
-               "bundle_codec_id": self.bundle_codec_id, "engines": self.entries}
+               "bundle_codec_id": self.bundle_codec_id, "profile_sizes": self.profile_sizes,
+               "engines": self.entries}
         atomic_write(self.root / ENGINE_MANIFEST, (json.dumps(doc, indent=1) + "\n").encode())
 
     def store(self, key: EngineKey, engine: bytes, extra: Optional[dict[str, Any]] = None) -> Path:
@@ -192,6 +196,8 @@ class EngineDir:
         if graph not in self.entries:
             return None, [f"no engine for graph {graph} in {self.root}"]
         recorded = self.entry_key(graph)
+        if recorded is None and "onnx_sha256" in self.entries[graph]:
+            return None, [f"{self.root} holds only converted ONNX for {graph} (built with --convert-only)"]
         if recorded is None:
             return None, [f"engine entry for {graph} is damaged"]
         reasons = []

@@ -308,7 +308,8 @@ class TensorRTBackend:
             self.message(f"rebuilding the {graph.name} engine ({'; '.join(reasons)})")
             from edge_sdk.export.engine import build_engines
 
-            build_engines(self.bundle, self.engine_dir.root, precision, graphs=(graph.name,))
+            sizes = tuple(tuple(hw) for hw in self.engine_dir.profile_sizes) or DEFAULT_PROFILE_SIZES
+            build_engines(self.bundle, self.engine_dir.root, precision, sizes=sizes, graphs=(graph.name,))
             self.engine_dir = EngineDir.open(self.engine_dir.root)
             path, reasons = self.engine_dir.check(graph.name, graph.sha256, self.device)
             if path is None:

@@ -71,6 +71,11 @@ def test_engine_dir_stores_atomically_and_refuses_stale_foreign_or_damaged(tmp_p
     assert "damaged or replaced" in reasons[0] and not reopened.is_current(key())
     path.unlink()
     assert "missing" in reopened.check("classifier", "a" * 64, ORIN)[1][0]
+    reopened.entries["synthesis"] = {"onnx": "synthesis.fp16.onnx", "onnx_sha256": "e" * 64, "precision": "fp16"}
+    assert "--convert-only" in reopened.check("synthesis", "a" * 64, ORIN)[1][0]
+    reopened.profile_sizes = [[64, 64], [512, 768], [2048, 2048]]
+    reopened.save()
+    assert EngineDir.open(tmp_path).profile_sizes == [[64, 64], [512, 768], [2048, 2048]]
     (tmp_path / "engines.json").write_text("{not json")
     with pytest.raises(EngineMismatchError, match="damaged"):
         EngineDir.open(tmp_path)
