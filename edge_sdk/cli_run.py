@@ -321,6 +321,20 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         report["tensorrt"] = tensorrt.__version__
     except ImportError:
         report["tensorrt"] = None
+    if report["tensorrt"]:
+        from edge_sdk.runtime.backend import BackendError
+        from edge_sdk.runtime.trt_backend import build_strategy
+
+        try:
+            report["tensorrt_build"] = build_strategy(report["tensorrt"])
+        except BackendError as exc:
+            report["tensorrt_build"] = str(exc)
+    try:
+        from cuda.bindings import runtime as _cudart  # noqa: F401
+
+        report["cuda_python"] = True
+    except ImportError:
+        report["cuda_python"] = False
     gpus = []
     if shutil.which("nvidia-smi"):
         try:
@@ -334,7 +348,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     report["backends"] = {
         "onnxruntime-cpu": report["onnxruntime"] is not None,
         "onnxruntime-cuda": bool(report["onnxruntime"]) and "CUDAExecutionProvider" in report["onnxruntime"]["providers"],
-        "tensorrt": report["tensorrt"] is not None and bool(gpus),
+        "tensorrt": report["tensorrt"] is not None and bool(gpus) and report["cuda_python"],
     }
     if as_json:
         print(json.dumps(report))
@@ -344,7 +358,9 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         table.add_row(key, str(report[key]))
     ort = report["onnxruntime"]
     table.add_row("onnxruntime", f"{ort['version']} ({', '.join(ort['providers'])})" if ort else "not installed")
-    table.add_row("tensorrt", report["tensorrt"] or "not installed (TensorRT backend: issue 8)")
+    table.add_row("tensorrt", f"{report['tensorrt']} ({report.get('tensorrt_build')})" if report["tensorrt"] else
+                  "not installed (JetPack: python3-libnvinfer; desktop: pypi.nvidia.com); see docs/tensorrt.md")
+    table.add_row("cuda-python", "yes" if report["cuda_python"] else "no (pip install 'edge-sdk[trt]')")
     table.add_row("CUDA GPUs", "; ".join(f"{g['name']} (sm {g['compute_capability']})" for g in gpus) or "none found")
     table.add_row("usable backends", ", ".join(k for k, v in report["backends"].items() if v) or "none")
     console.print(table)

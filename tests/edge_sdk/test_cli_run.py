@@ -70,6 +70,8 @@ def test_doctor_json():
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["backends"]["onnxruntime-cpu"] is True and "numpy" in report
+    assert isinstance(report["cuda_python"], bool)
+    assert report["backends"]["tensorrt"] == bool(report["tensorrt"] and report["cuda_gpus"] and report["cuda_python"])
 
 
 
