@@ -42,10 +42,11 @@ class EvalSettings:
     jpeg_qualities: tuple[int, ...] = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
     webp_qualities: tuple[int, ...] = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
     lpips: bool = True
+    target_levels: int = 64  # the Encoder's ChunkSchedule: fewer levels, fewer framing bytes
 
     def __post_init__(self) -> None:
-        if self.depth_points < 2 or self.nonprogressive_steps < 1:
-            raise ValueError("depth_points must be >= 2 and nonprogressive_steps >= 1")
+        if self.depth_points < 2 or self.nonprogressive_steps < 1 or self.target_levels < 1:
+            raise ValueError("depth_points must be >= 2, nonprogressive_steps and target_levels >= 1")
         for q in self.jpeg_qualities + self.webp_qualities:
             if not 1 <= q <= 100:
                 raise ValueError(f"qualities must lie in 1..100, got {q}")
@@ -112,7 +113,9 @@ class Evaluator:
     def __post_init__(self) -> None:
         from edge_sdk.pipeline import Decoder, Encoder
 
-        self.encoder = Encoder(self.bundle, self.backend)
+        from edge_sdk.runtime import ChunkSchedule
+
+        self.encoder = Encoder(self.bundle, self.backend, schedule=ChunkSchedule(target_levels=self.settings.target_levels))
         self.decoder = Decoder(self.bundle, self.backend)
         self.graphs = self.encoder.graphs
         self.lpips = load_lpips() if self.settings.lpips else None

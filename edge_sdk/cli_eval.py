@@ -38,6 +38,7 @@ def evaluate_command(
                                            help="WebP qualities (Pillow, method 6; repeatable)."),
     steps: int = typer.Option(4, help="Non-progressive points: the latent coded in one Gaussian-conditional stream "
                               "with quantizer steps 3**0 .. 3**(steps-1)."),
+    levels: int = typer.Option(64, help="Decodable levels our encoder aims for (each costs ~8 bytes of framing)."),
     lpips: bool = typer.Option(True, "--lpips/--no-lpips", help="Also LPIPS (AlexNet; needs edge-sdk[train])."),
     device: str = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime)."),
     threads: int = typer.Option(0, help="CPU threads (0: all cores)."),
@@ -62,7 +63,8 @@ def evaluate_command(
     loaded = _load_bundle(bundle)
     try:
         settings = EvalSettings(depth_points=depth_points, nonprogressive_steps=steps,
-                                jpeg_qualities=tuple(jpeg_quality), webp_qualities=tuple(webp_quality), lpips=lpips)
+                                jpeg_qualities=tuple(jpeg_quality), webp_qualities=tuple(webp_quality), lpips=lpips,
+                                target_levels=levels)
     except ValueError as exc:
         _fail(str(exc))
     try:
@@ -95,7 +97,7 @@ def evaluate_command(
     summary = {
         "bundle": str(bundle), "images": len(records), "reused_from_cache": reused, "short_side": short_side,
         "settings": {"depth_points": depth_points, "jpeg_qualities": list(jpeg_quality),
-                     "webp_qualities": list(webp_quality), "nonprogressive_steps": steps},
+                     "webp_qualities": list(webp_quality), "nonprogressive_steps": steps, "levels": levels},
         "bd_rate_vs": bd,
         "full_depth": {k: full[k] for k in ("bpp", "agreement", "accuracy", "psnr", "lpips")},
         "progressive_overhead_at_full_depth": full["bpp"] / nonprog["bpp"] - 1.0,
