@@ -24,6 +24,17 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".g
 STREAM_SUFFIX = ".edgt"
 
 
+# shared by encode and run
+SHORT_SIDE_OPTION = typer.Option(0, help="Downscale images so the short side is this before encoding (224: "
+                                 "EfficientNet-Lite0's scale); 0 encodes them as they are.")
+LEVELS_OPTION = typer.Option(64, help="Decodable levels to aim for per stream. Each costs about 8 bytes of framing "
+                             "(chunk table entry, CRC, flush): on 224-px photos 64 levels spend ~8 % of the bytes "
+                             "on it, 16 levels ~2 %.")
+PRIOR_OPTION = typer.Option(None, help="integer (default when the bundle has one): streams decode identically on any "
+                            "backend, thread count or precision; float: for decoding on the encoder's exact backend "
+                            "setup only (not faster on CPU; see docs/prior.md).")
+
+
 def _backend(device: str, threads: int):
     from edge_sdk.runtime.backend import BackendError, default_backend
 
@@ -78,14 +89,9 @@ def encode(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders (JPEG, PNG, WebP, TIFF, BMP, any mode)."),
     bundle: Path = typer.Option(..., help="Bundle directory (from `edge-sdk export`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (one NAME.edgt per image), or a file for one image."),
-    short_side: int = typer.Option(0, help="Downscale images so the short side is this before encoding (224: "
-                                   "EfficientNet-Lite0's scale); 0 encodes them as they are."),
-    levels: int = typer.Option(64, help="Decodable levels to aim for per stream. Each costs about 8 bytes of "
-                               "framing (chunk table entry, CRC, flush): on 224-px photos 64 levels spend ~8 % of "
-                               "the bytes on it, 16 levels ~2 %."),
-    prior: Optional[str] = typer.Option(None, help="integer (default when the bundle has one): streams decode "
-                                        "identically on any backend, thread count or precision; float: a few ms "
-                                        "faster, but decodes reliably only with the encoder's exact backend setup."),
+    short_side: int = SHORT_SIDE_OPTION,
+    levels: int = LEVELS_OPTION,
+    prior: Optional[str] = PRIOR_OPTION,
     device: str = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime)."),
     threads: int = typer.Option(0, help="CPU threads (0: all cores)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON line per image."),
@@ -200,14 +206,9 @@ def run(
                                               "(P(top-1 correct)) reaches this; default: the controller's own τ. "
                                               "Needs a calibrated bundle (`edge-sdk calibrate`)."),
     full_depth: bool = typer.Option(False, "--full-depth", help="Ignore the controller: decode every byte."),
-    short_side: int = typer.Option(0, help="Downscale images so the short side is this before encoding (224: "
-                                   "EfficientNet-Lite0's scale); 0 encodes them as they are."),
-    levels: int = typer.Option(64, help="Decodable levels to aim for per stream. Each costs about 8 bytes of "
-                               "framing (chunk table entry, CRC, flush): on 224-px photos 64 levels spend ~8 % of "
-                               "the bytes on it, 16 levels ~2 %."),
-    prior: Optional[str] = typer.Option(None, help="integer (default when the bundle has one): streams decode "
-                                        "identically on any backend, thread count or precision; float: a few ms "
-                                        "faster, but decodes reliably only with the encoder's exact backend setup."),
+    short_side: int = SHORT_SIDE_OPTION,
+    levels: int = LEVELS_OPTION,
+    prior: Optional[str] = PRIOR_OPTION,
     trace: bool = typer.Option(False, "--trace", help="Classify at every level and report the top class and bytes there."),
     engine: Optional[Path] = typer.Option(None, help="Run TensorRT engines from this folder (`edge-sdk build`) "
                                           "instead of ONNX Runtime; stale ones are rebuilt with a message."),

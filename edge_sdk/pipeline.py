@@ -133,9 +133,10 @@ class Encoder:
         The stream then describes the resized image.
 
         ``prior``: "integer" (the default when the bundle has an integer prior) makes streams
-        that decode on any backend, thread count and precision; "float" saves the integer
-        scale path's few milliseconds but decodes reliably only with the encoder's exact
-        backend configuration (docs/prior.md)."""
+        that decode on any backend, thread count and precision; "float" runs the
+        hyper-synthesis graph on the backend instead (not faster on CPU; perhaps on a GPU),
+        and its streams decode reliably only with the encoder's exact backend configuration
+        (docs/prior.md)."""
         self.short_side = short_side
         self.bundle = _bundle(bundle)
         self.prior_mode = resolve_prior_mode(self.bundle, prior)

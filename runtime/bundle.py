@@ -245,20 +245,29 @@ class Bundle:
                    controller=controller, integer_prior=integer_prior)
 
 
-def _load_integer_prior(root: Path, manifest: dict[str, Any], tables: EntropyTables,
-                        verify_hashes: bool) -> tuple[Optional[IntegerPrior], Optional[str]]:
-    entry = manifest.get("integer_prior")
+def _sidecar(root: Path, manifest: dict[str, Any], field_name: str, verify_hashes: bool) -> Optional[tuple[Path, str]]:
+    """(path, sha256) of an optional file the manifest names under ``field_name``, checked."""
+    entry = manifest.get(field_name)
     if entry is None:
-        return None, None
+        return None
     try:
         name, digest = entry["file"], entry["sha256"]
     except (KeyError, TypeError) as exc:
-        raise BundleError(f"manifest integer_prior entry is damaged ({exc!r})") from exc
+        raise BundleError(f"manifest {field_name} entry is damaged ({exc!r})") from exc
     path = root / name
     if Path(name).name != name or not path.is_file():
-        raise BundleError(f"integer prior file {name!r} is missing from {root}")
+        raise BundleError(f"{field_name.replace('_', ' ')} file {name!r} is missing from {root}")
     if verify_hashes and sha256_file(path) != digest:
         raise BundleError(f"{path.name} does not match its sha256 in the manifest: damaged or replaced")
+    return path, digest
+
+
+def _load_integer_prior(root: Path, manifest: dict[str, Any], tables: EntropyTables,
+                        verify_hashes: bool) -> tuple[Optional[IntegerPrior], Optional[str]]:
+    found = _sidecar(root, manifest, "integer_prior", verify_hashes)
+    if found is None:
+        return None, None
+    path, digest = found
     try:
         channels = int(manifest["model"]["latent_channels"]), int(manifest["model"]["hyper_channels"])
     except (TypeError, ValueError) as exc:
@@ -270,18 +279,10 @@ def _load_integer_prior(root: Path, manifest: dict[str, Any], tables: EntropyTab
 
 def _load_controller(root: Path, manifest: dict[str, Any], classifier_sha256: str,
                      verify_hashes: bool) -> Optional[Controller]:
-    entry = manifest.get("controller")
-    if entry is None:
+    found = _sidecar(root, manifest, "controller", verify_hashes)
+    if found is None:
         return None
-    try:
-        name, digest = entry["file"], entry["sha256"]
-    except (KeyError, TypeError) as exc:
-        raise BundleError(f"manifest controller entry is damaged ({exc!r})") from exc
-    path = root / name
-    if Path(name).name != name or not path.is_file():
-        raise BundleError(f"controller file {name!r} is missing from {root}")
-    if verify_hashes and sha256_file(path) != digest:
-        raise BundleError(f"{path.name} does not match its sha256 in the manifest: damaged or replaced")
+    path, _ = found
     try:
         controller = Controller.load(path)
     except ControllerError as exc:
