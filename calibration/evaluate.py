@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from edge_sdk.images import pad_image, read_image, to_uint8
+from edge_sdk.images import to_uint8
 from edge_sdk.runtime import level_boundaries, scale_to_index
 from edge_sdk.runtime.bundle import Bundle
 from edge_sdk.runtime.coders import get_coder
@@ -161,22 +161,14 @@ class Evaluator:
             alloc = {"levels": levels, "bytes": [ends[lv] for lv in levels], "maps": maps}
         return points, alloc
 
-    def _latent(self, rgb: np.ndarray):
-        from edge_sdk.pipeline import prior_parameters
-
-        x, padding = pad_image(read_image(rgb), self.bundle.padding_multiple, self.bundle.min_size)
-        y = self.graphs.run("analysis", image=x)["y"][0]
-        z = np.round(self.graphs.run("hyper_analysis", y=y[None])["z"])[0].astype(np.int64)
-        means, kidx = prior_parameters(self.bundle, self.graphs, z, self.encoder.prior_mode)
-        return y, means, kidx, z, padding
-
     def nonprogressive(self, rgb: np.ndarray) -> list[dict]:
         """The same latent, coded in one Gaussian-conditional stream with quantizer step 3**m:
         the grid that truncating m trit planes leaves, coded without progressiveness."""
         if self._gaussian is None:
             self._gaussian = gaussian_conditional_tables(self.bundle.tables.trit.scales)
         scales = self.bundle.tables.trit.scales
-        y, means, kidx, z, padding = self._latent(rgb)
+        lat = self.encoder.latent(rgb)
+        y, means, kidx, z, padding = lat.y, lat.means, lat.scale_indices, lat.z, lat.padding
         z_channels = np.repeat(np.arange(z.shape[0]), z.shape[1] * z.shape[2])
         z_bytes = len(self._coder.encode_z(z.ravel(), z_channels, self.bundle.tables.z))
         points = []

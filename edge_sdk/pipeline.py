@@ -120,6 +120,19 @@ class Prediction:
         return out
 
 
+@dataclass
+class Latent:
+    """One image's coding inputs (``Encoder.latent``); shapes (C, H/16, W/16) and (Cz, H/64, W/64)."""
+
+    y: np.ndarray
+    means: np.ndarray
+    scale_indices: np.ndarray
+    z: np.ndarray
+    image_size: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    timings_ms: dict[str, float]
+
+
 class Encoder:
     """Image (file or array, any mode) → progressive stream bytes."""
 
@@ -146,10 +159,10 @@ class Encoder:
         self.ordering = ordering
         self.last_timings_ms: dict[str, float] = {}
 
-    def encode(self, image: ImageInput) -> bytes:
+    def latent(self, image: ImageInput) -> Latent:
+        """Everything the stream is coded from: y, its means and scale indices, ẑ (numpy, no batch axis)."""
         t0 = time.perf_counter()
         rgb = resize_short_side(read_image(image, self.max_pixels), self.short_side)
-        h, w = rgb.shape[:2]
         x, padding = pad_image(rgb, self.bundle.padding_multiple, self.bundle.min_size)
         t1 = time.perf_counter()
         y = self.graphs.run("analysis", image=x)["y"]
@@ -157,13 +170,18 @@ class Encoder:
         z = np.round(self.graphs.run("hyper_analysis", y=y)["z"])[0].astype(np.int64)
         means, kidx = prior_parameters(self.bundle, self.graphs, z, self.prior_mode)
         t3 = time.perf_counter()
-        info = StreamInfo(model_name=self.bundle.model_name, bundle_hash=self.bundle.codec_id, image_size=(h, w),
-                          padding=padding, quality=int(round(self.bundle.quality)), prior_mode=self.prior_mode)
-        data = encode_latent(y[0], means, kidx, z, self.bundle.tables, info=info,
+        timings = {"read": (t1 - t0) * 1e3, "analysis": (t2 - t1) * 1e3, "hyperprior": (t3 - t2) * 1e3}
+        return Latent(y[0], means, kidx, z, rgb.shape[:2], padding, timings)
+
+    def encode(self, image: ImageInput) -> bytes:
+        lat = self.latent(image)
+        t3 = time.perf_counter()
+        info = StreamInfo(model_name=self.bundle.model_name, bundle_hash=self.bundle.codec_id,
+                          image_size=lat.image_size, padding=lat.padding, quality=int(round(self.bundle.quality)),
+                          prior_mode=self.prior_mode)
+        data = encode_latent(lat.y, lat.means, lat.scale_indices, lat.z, self.bundle.tables, info=info,
                              ordering=self.ordering, schedule=self.schedule)
-        t4 = time.perf_counter()
-        self.last_timings_ms = {"read": (t1 - t0) * 1e3, "analysis": (t2 - t1) * 1e3,
-                                "hyperprior": (t3 - t2) * 1e3, "entropy_encode": (t4 - t3) * 1e3}
+        self.last_timings_ms = {**lat.timings_ms, "entropy_encode": (time.perf_counter() - t3) * 1e3}
         return data
 
 
