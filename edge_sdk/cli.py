@@ -503,6 +503,11 @@ def train_codec(
     mse_weight: float = typer.Option(1.0, help="MSE weight (polc objective), in POLC's [-1, 1] units."),
     picm_mse_weight: float = typer.Option(0.1, help="MSE weight beside the task loss (picm objective), [-1, 1] units."),
     adapter_lr: Optional[float] = typer.Option(None, help="The adapter's learning rate (picm objective; default: --lr)."),
+    gain_lr: Optional[float] = typer.Option(None, help="The per-quality gain tables' learning rate (default: 20 × --lr; "
+                                            "at --lr itself the qualities do not separate)."),
+    gain_spread: float = typer.Option(1.0, help="With --init: first multiply quality q's latent gain row by "
+                                      "SPREAD^(q − default quality), e.g. 1.41, for weights whose qualities collapsed "
+                                      "into one rate (edge-sdk eval at each --quality shows it)."),
     scale_max: ScaleMaxOpt = 1.0,
     init: Optional[str] = typer.Option(None, help="Start from these weights (checkpoint or safetensors)."),
     seed: int = typer.Option(10086, help="Seed of crops, qualities and noise."),
@@ -520,7 +525,8 @@ def train_codec(
     """
     _run_training("codec", dataset=str(dataset), run_dir=str(run_dir), model=model, objective=objective, steps=steps,
                   batch_size=batch_size, crop=crop, lr=lr, lambdas=lambdas, lpips_weight=lpips_weight,
-                  mse_weight=mse_weight, picm_mse_weight=picm_mse_weight, adapter_lr=adapter_lr, scale_max=scale_max, init=init, seed=seed,
+                  mse_weight=mse_weight, picm_mse_weight=picm_mse_weight, adapter_lr=adapter_lr, gain_lr=gain_lr,
+                  gain_spread=gain_spread, scale_max=scale_max, init=init, seed=seed,
                   device=device, threads=threads, checkpoint_every=checkpoint_every, resume=resume, as_json=as_json)
 
 

@@ -117,6 +117,12 @@ class CompressedDomainModel(nn.Module):
         raise NotImplementedError
 
     # --- training hooks ----------------------------------------------------------------------
+    def quality_gain_tables(self) -> dict[str, tuple[nn.Parameter, str]]:
+        """Every per-quality gain table: parameter name → (parameter, role), the role one of
+        ``latent``, ``inverse_latent``, ``hyper`` or ``inverse_hyper``. Training gives them their
+        own learning rate and can spread collapsed latent rows apart (``TrainConfig.gain_spread``)."""
+        return {}
+
     def adapter_features(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
         """The adapter's output: what replaces the backbone's stem."""
         raise NotImplementedError

@@ -48,11 +48,18 @@ class GDN(nn.Module):
 
 
 class QualityGain(nn.Module):
-    """Per-channel gain |G[q-1]| (geometric interpolation for fractional q), as in POLC's Gain tables."""
+    """Per-channel gain |G[q-1]| (geometric interpolation for fractional q), as in POLC's Gain tables.
 
-    def __init__(self, levels: int, channels: int):
+    ``spread`` starts row q at ``spread ** (q - centre)``: with every row at 1 the qualities begin
+    as one model and, at a codec's learning rate, the rows barely move apart (lite0's first
+    weights ended with all four qualities at the same bpp, measured). √2 per quality is the
+    quantiser step change that halving λ asks for at high rate; an inverse table takes 1/spread.
+    """
+
+    def __init__(self, levels: int, channels: int, spread: float = 1.0):
         super().__init__()
-        self.table = nn.Parameter(torch.ones(levels, channels))
+        exponents = torch.arange(levels, dtype=torch.float32) - (levels - 1) / 2
+        self.table = nn.Parameter((spread ** exponents).view(-1, 1).repeat(1, channels))
 
     def row(self, quality: float) -> torch.Tensor:
         from .base import select_quality_row

@@ -6,7 +6,7 @@ alone, exactly what trit-plane coding needs), with POLC-style per-quality gain v
 set of weights serves several rates.
 
 Task side: the adapter (1×1 projection → pixel shuffle ×4 → one inverted-residual block) turns
-the gain-domain ŷ (H/16) into the 24-channel H/4 feature that EfficientNet-Lite0's blocks 0–1
+ŷ with the quality gain removed (H/16) into the 24-channel H/4 feature that EfficientNet-Lite0's blocks 0–1
 (stem + first two MBConvs) would have produced from pixels, and feeds block 2 onwards. The
 pixel classifier is the same backbone on the original pixels: the uncompressed reference.
 """
@@ -109,8 +109,8 @@ class Lite0Model(CompressedDomainModel):
             deconv(N, M), nn.LeakyReLU(inplace=True), deconv(M, M * 3 // 2), nn.LeakyReLU(inplace=True),
             conv(M * 3 // 2, 2 * M, 3, 1),
         )
-        self.gain = QualityGain(levels, M)
-        self.inverse_gain = QualityGain(levels, M)
+        self.gain = QualityGain(levels, M, spread=2 ** 0.5)
+        self.inverse_gain = QualityGain(levels, M, spread=2 ** -0.5)
         self.hyper_gain = QualityGain(levels, N)
         self.inverse_hyper_gain = QualityGain(levels, N)
         self.entropy_bottleneck = EntropyBottleneck(N)
@@ -172,7 +172,9 @@ class Lite0Model(CompressedDomainModel):
         return x
 
     def adapter_features(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
-        return self.adapter(y_hat)
+        # The adapter has no quality input, so it gets ŷ with the gain removed: the same scale
+        # at every quality (POLC's adapter is quality-conditioned and takes the gain domain).
+        return self.adapter(self.inverse_gain(y_hat, quality))
 
     def classifier_from_features(self, features: torch.Tensor) -> torch.Tensor:
         return self._backbone_from(features, ADAPTER_REPLACES_BLOCKS)
@@ -191,6 +193,12 @@ class Lite0Model(CompressedDomainModel):
 
     def weight_groups(self) -> dict[str, tuple[str, ...]]:
         return {"adapter": ("adapter.",), "backbone": ("task_model.",)}
+
+    def quality_gain_tables(self) -> dict[str, tuple[nn.Parameter, str]]:
+        return {"gain.table": (self.gain.table, "latent"),
+                "inverse_gain.table": (self.inverse_gain.table, "inverse_latent"),
+                "hyper_gain.table": (self.hyper_gain.table, "hyper"),
+                "inverse_hyper_gain.table": (self.inverse_hyper_gain.table, "inverse_hyper")}
 
     def prior_prefixes(self) -> tuple[str, ...]:
         return ("h_s.", "inverse_hyper_gain.", "entropy_bottleneck.")

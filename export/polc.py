@@ -464,6 +464,10 @@ class POLCModel(CompressedDomainModel):
     def task_parameters(self) -> list[nn.Parameter]:
         return [*self.adapter.parameters(), *self.task_model.parameters(), *self.pixel_stem_module.parameters()]
 
+    def quality_gain_tables(self) -> dict[str, tuple[nn.Parameter, str]]:
+        return {"Gain": (self.Gain, "latent"), "InverseGain": (self.InverseGain, "inverse_latent"),
+                "HyperGain": (self.HyperGain, "hyper"), "InverseHyperGain": (self.InverseHyperGain, "inverse_hyper")}
+
     def weight_groups(self) -> dict[str, tuple[str, ...]]:
         """Key prefixes of the parts that may come from different sources (the rest is "codec")."""
         return {

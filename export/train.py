@@ -70,6 +70,12 @@ class TrainConfig:
     #: the adapter's own learning rate in the picm codec stage (it starts far from its
     #: optimum at a new scale, the codec close to its own); None: ``lr``
     adapter_lr: Optional[float] = None
+    #: the per-quality gain tables' learning rate; None: 20 × ``lr``. At the codec's rate the
+    #: rows move ~1e-4 a step and the qualities never separate (measured on lite0's first weights)
+    gain_lr: Optional[float] = None
+    #: > 1: before training, multiply the latent gain row of quality q by gain_spread^(q − q_default)
+    #: (and divide the inverse row), for --init weights whose qualities collapsed into one
+    gain_spread: float = 1.0
     grad_clip: float = 1.0
     seed: int = 10086
     device: str = "auto"
@@ -87,6 +93,28 @@ class TrainConfig:
             raise TrainError("steps and batch size must be positive, crop a multiple of 64 (at least 64)")
         if not 1.0 <= self.scale_max <= 16.0:
             raise TrainError(f"scale_max must lie in [1, 16], got {self.scale_max}")
+        if not 1.0 <= self.gain_spread <= 4.0:
+            raise TrainError(f"gain_spread must lie in [1, 4], got {self.gain_spread}")
+
+
+def spread_quality_gains(model: CompressedDomainModel, ratio: float, reference_quality: int) -> None:
+    """Multiply latent gain row q by ratio^(q − reference) and divide the inverse row by it.
+
+    The reference quality keeps its weights exactly; the others start at the quantiser step
+    their λ asks for instead of at the reference's (the decoder side follows through the inverse
+    gain, so reconstructions stay sensible from the first step).
+    """
+    tables = model.quality_gain_tables()
+    roles = {role for _, role in tables.values()}
+    if not {"latent", "inverse_latent"} <= roles:
+        raise TrainError(f"{model.model_name} has no latent gain tables to spread")
+    with torch.no_grad():
+        for param, role in tables.values():
+            if role not in ("latent", "inverse_latent"):
+                continue
+            exponents = torch.arange(1, param.shape[0] + 1, dtype=param.dtype, device=param.device) - reference_quality
+            factor = ratio ** exponents if role == "latent" else ratio ** -exponents
+            param.mul_(factor.view(-1, 1))
 
 
 def rate_lambdas(config: TrainConfig, levels: int) -> tuple[float, ...]:
@@ -318,6 +346,10 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
         report = load_checkpoint(model, config.init)
         if report.shape_mismatch or not report.mapped:
             raise TrainError(f"--init {config.init} does not fit {config.model}:\n{report.summary()}")
+    if config.gain_spread != 1.0 and not resume:  # a resumed run's state already holds the spread rows
+        from .registry import get_model_info
+
+        spread_quality_gains(model, config.gain_spread, get_model_info(config.model).default_quality)
     model.to(device)
     params = trainable_parameters(model, config.stage, config.objective)
     for p in model.parameters():
@@ -325,8 +357,10 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
     for p in params:
         p.requires_grad_(True)
     adapter_ids = {id(p) for n, p in model.named_parameters() if n.startswith("adapter.")}
-    groups = [{"params": [p for p in params if id(p) not in adapter_ids], "lr": config.lr},
-              {"params": [p for p in params if id(p) in adapter_ids], "lr": config.adapter_lr or config.lr}]
+    gain_ids = {id(p) for p, _ in model.quality_gain_tables().values()}
+    groups = [{"params": [p for p in params if id(p) not in adapter_ids | gain_ids], "lr": config.lr},
+              {"params": [p for p in params if id(p) in adapter_ids], "lr": config.adapter_lr or config.lr},
+              {"params": [p for p in params if id(p) in gain_ids], "lr": config.gain_lr or 20 * config.lr}]
     opt = torch.optim.Adam([g for g in groups if g["params"]])
     train_quantiles = config.stage in ("codec", "prior")
     model.entropy_bottleneck.quantiles.requires_grad_(train_quantiles)

@@ -10,7 +10,8 @@ from PIL import Image
 from edge_sdk.export.checkpoint import load_checkpoint
 from edge_sdk.export.data import prepare_dataset, scan_folder
 from edge_sdk.export.lite0 import Lite0Model
-from edge_sdk.export.train import TrainConfig, TrainError, coarsen_residual, export_weights, rate_lambdas, train
+from edge_sdk.export.train import (TrainConfig, TrainError, coarsen_residual, compute_losses, export_weights,
+                                   rate_lambdas, spread_quality_gains, train)
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +118,67 @@ def test_cli_train_codec_then_export_weights(dataset, tmp_path):
     assert again.exit_code == 2 and "--resume" in again.output
     out = runner.invoke(app, ["train", "export-weights", str(run), "--out", str(tmp_path / "w.safetensors")])
     assert out.exit_code == 0 and (tmp_path / "w.safetensors").is_file()
+
+
+def test_fresh_lite0_qualities_start_at_distinct_rates():
+    # all-ones gain rows made lite0's four qualities one model (same bpp at every q, measured)
+    torch.manual_seed(0)
+    model = Lite0Model().eval()
+    gains = torch.stack([model.gain.row(q) for q in (1, 2, 3, 4)])
+    inverse = torch.stack([model.inverse_gain.row(q) for q in (1, 2, 3, 4)])
+    assert torch.allclose(gains[1:] / gains[:-1], torch.full_like(gains[1:], 2 ** 0.5))
+    assert torch.allclose(gains * inverse, torch.ones_like(gains))
+    x = torch.rand(2, 3, 64, 64)
+    cfg = TrainConfig(stage="prior", dataset="d", run_dir="r")
+    with torch.no_grad():
+        bpp = [float(compute_losses(model, x, float(q), 0.0, cfg, None)["bpp_y"]) for q in (1, 4)]
+        for param, _ in model.quality_gain_tables().values():
+            param.fill_(1.0)
+        collapsed = [float(compute_losses(model, x, float(q), 0.0, cfg, None)["bpp_y"]) for q in (1, 4)]
+    assert bpp[1] > 1.25 * bpp[0]
+    assert abs(collapsed[1] / collapsed[0] - 1) < 0.05
+
+
+def test_gain_spread_keeps_the_reference_quality():
+    model = Lite0Model()
+    with torch.no_grad():
+        for param, _ in model.quality_gain_tables().values():
+            param.fill_(1.0)
+    hyper_before = model.hyper_gain.table.clone()
+    spread_quality_gains(model, 2.0, reference_quality=2)
+    assert torch.allclose(model.gain.table[:, 0], torch.tensor([0.5, 1.0, 2.0, 4.0]))
+    assert torch.allclose(model.inverse_gain.table[:, 0], torch.tensor([2.0, 1.0, 0.5, 0.25]))
+    assert torch.equal(model.hyper_gain.table, hyper_before)
+    with pytest.raises(TrainError, match="gain_spread"):
+        TrainConfig(stage="codec", dataset="d", run_dir="r", gain_spread=0.5)
+
+
+def test_gain_tables_learn_at_their_own_rate(dataset, tmp_path):
+    init = tmp_path / "init.safetensors"
+    train(config(dataset, tmp_path / "base", "codec", steps=1, lpips_weight=0.0))
+    export_weights(tmp_path / "base", init, dtype=torch.float32)
+    train(config(dataset, tmp_path / "g", "codec", steps=1, lpips_weight=0.0, init=str(init), lr=1e-6, gain_lr=0.05))
+    before = Lite0Model()
+    load_checkpoint(before, init)
+    after = torch.load(tmp_path / "g/last.pt", weights_only=False)["model"]
+    ref = before.state_dict()
+    gain_move = (after["gain.table"] - ref["gain.table"]).abs().max()
+    codec_move = max((after[k] - ref[k]).abs().max() for k in ref if k.startswith(("g_a.", "g_s.")))
+    assert 0.02 < gain_move < 0.06 and codec_move < 1e-5  # Adam's first step is ±lr
+
+
+def test_gain_spread_applies_once_and_resumes_exactly(dataset, tmp_path):
+    init = tmp_path / "init.safetensors"
+    train(config(dataset, tmp_path / "base", "codec", steps=1, lpips_weight=0.0))
+    export_weights(tmp_path / "base", init, dtype=torch.float32)
+    kw = dict(lpips_weight=0.0, init=str(init), gain_spread=1.5)
+    train(config(dataset, tmp_path / "a", "codec", steps=2, **kw))
+    train(config(dataset, tmp_path / "b", "codec", steps=1, **kw))
+    train(config(dataset, tmp_path / "b", "codec", steps=2, **kw), resume=True)
+    a = torch.load(tmp_path / "a/last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b/last.pt", weights_only=False)["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    start = Lite0Model()
+    load_checkpoint(start, init)
+    ratio = (a["gain.table"][3] / a["gain.table"][1]) / (start.gain.table[3] / start.gain.table[1])
+    assert torch.allclose(ratio, torch.full_like(ratio, 1.5 ** 2), rtol=0.05)  # two steps of lr 1e-4·20 at most
