@@ -32,7 +32,9 @@ CODECS = ("edge-sdk", "non-progressive", "jpeg", "webp")
 #: shapes, image size, quality and step of a non-progressive file: what a minimal container
 #: needs besides the two range-coder payloads (ours carries more: the chunk table, CRCs)
 NONPROGRESSIVE_HEADER_BYTES = 16
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: records hold the teacher's confidence and margin
+#: the teacher's top-1 probability from which an image counts as one it is sure of
+CONFIDENT = 0.5
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,22 @@ class Evaluator:
         self._coder = get_coder("fast")
 
     # --- shared pieces ----------------------------------------------------------------------
-    def _pixel_top1(self, rgb: np.ndarray) -> int:
+    def _pixel_logits(self, rgb: np.ndarray) -> np.ndarray:
         pixels = rgb.astype(np.float32).transpose(2, 0, 1)[None] / 255.0
-        return int(np.argmax(self.graphs.run("pixel_classifier", image=pixels)["logits"][0]))
+        return self.graphs.run("pixel_classifier", image=pixels)["logits"][0].astype(np.float64)
+
+    def _pixel_top1(self, rgb: np.ndarray) -> int:
+        return int(np.argmax(self._pixel_logits(rgb)))
+
+    def _reference(self, rgb: np.ndarray) -> dict:
+        """The teacher's answer on the original, with how sure it is: a photo whose top two
+        classes are close flips under any codec, near-lossless ones included."""
+        logits = self._pixel_logits(rgb)
+        prob = np.exp(logits - logits.max())
+        prob /= prob.sum()
+        first, second = np.sort(prob)[::-1][:2]
+        return {"reference": int(np.argmax(prob)), "reference_confidence": float(first),
+                "reference_margin": float(first - second)}
 
     def _quality(self, original: np.ndarray, decoded: np.ndarray) -> dict:
         return {"psnr": psnr(original, decoded),
@@ -207,7 +222,7 @@ class Evaluator:
         ours, alloc = self.ours(rgb, allocation)
         record = {
             "name": name, "sha256": hashlib.sha256(rgb.tobytes()).hexdigest(), "height": int(rgb.shape[0]),
-            "width": int(rgb.shape[1]), "reference": self._pixel_top1(rgb), "label": label,
+            "width": int(rgb.shape[1]), **self._reference(rgb), "label": label,
             "codecs": {"edge-sdk": ours, "non-progressive": self.nonprogressive(rgb),
                        "jpeg": self.pillow(rgb, "jpeg", self.settings.jpeg_qualities),
                        "webp": self.pillow(rgb, "webp", self.settings.webp_qualities)},
@@ -219,8 +234,10 @@ class Evaluator:
 
 
 # --- aggregation -----------------------------------------------------------------------------
-def curves(records: Sequence[dict]) -> dict[str, list[dict]]:
-    """Per codec, one point per setting: mean bpp, agreement, accuracy, PSNR, LPIPS over images."""
+def curves(records: Sequence[dict], min_confidence: float = 0.0) -> dict[str, list[dict]]:
+    """Per codec, one point per setting: mean bpp, agreement, accuracy, PSNR, LPIPS over images
+    (only those whose teacher top-1 probability is at least ``min_confidence``)."""
+    records = [r for r in records if r["reference_confidence"] >= min_confidence]
     out = {}
     for codec in CODECS:
         per_setting = [r["codecs"][codec] for r in records]
@@ -245,6 +262,26 @@ def curves(records: Sequence[dict]) -> dict[str, list[dict]]:
             })
         out[codec] = points
     return out
+
+
+def teacher_stability(records: Sequence[dict], min_confidence: float = CONFIDENT) -> dict:
+    """How far the teacher itself lets any codec agree with it on these images.
+
+    ``ceiling``: agreement of each pixel baseline at its highest quality (JPEG/WebP q=95 by
+    default, PSNR far above ours): top-1 flips there come from the teacher's near-ties, not from
+    the codec, so no codec can be expected to exceed it. ``confident``: how many images the
+    teacher gives at least ``min_confidence`` on its top-1.
+    """
+    conf = np.array([r["reference_confidence"] for r in records])
+    ceiling = {}
+    for codec in ("jpeg", "webp"):
+        points = [r["codecs"][codec][-1] for r in records if r["codecs"].get(codec)]
+        if len(points) == len(records) and points:
+            ceiling[f"{codec} {points[0]['setting']}"] = float(np.mean(
+                [pt["top1"] == r["reference"] for r, pt in zip(records, points)]))
+    return {"images": len(records), "median_confidence": float(np.median(conf)) if len(conf) else None,
+            "min_confidence": min_confidence, "confident_images": int((conf >= min_confidence).sum()),
+            "ceiling": ceiling}
 
 
 def bd_rates(curve_set: dict[str, list[dict]], ours: str = "edge-sdk") -> dict:

@@ -57,7 +57,8 @@ def evaluate_command(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edge_sdk.calibration.collect import find_images, load_image_set
-    from edge_sdk.calibration.evaluate import EvalSettings, Evaluator, bd_rates, curves, evaluate, write_csv, write_plots
+    from edge_sdk.calibration.evaluate import (CONFIDENT, EvalSettings, Evaluator, bd_rates, curves, evaluate,
+                                              teacher_stability, write_csv, write_plots)
     from edge_sdk.cli_run import _backend
 
     loaded = _load_bundle(bundle)
@@ -94,6 +95,8 @@ def evaluate_command(
     bd = bd_rates(curve_set)
     full = curve_set["edge-sdk"][-1]
     nonprog = curve_set["non-progressive"][0]
+    teacher = teacher_stability(records)
+    confident = curves(records, CONFIDENT) if teacher["confident_images"] else {}
     summary = {
         "bundle": str(bundle), "images": len(records), "reused_from_cache": reused, "short_side": short_side,
         "settings": {"depth_points": depth_points, "jpeg_qualities": list(jpeg_quality),
@@ -101,7 +104,11 @@ def evaluate_command(
         "bd_rate_vs": bd,
         "full_depth": {k: full[k] for k in ("bpp", "agreement", "accuracy", "psnr", "lpips")},
         "progressive_overhead_at_full_depth": full["bpp"] / nonprog["bpp"] - 1.0,
+        "teacher": teacher,
+        "full_depth_confident": ({k: confident["edge-sdk"][-1][k] for k in ("bpp", "agreement", "images")}
+                                 if confident else None),
         "curves": curve_set,
+        "curves_confident": confident,
     }
     write_atomic(out / "results.json", json.dumps({**summary, "per_image": records}, indent=1).encode())
     write_csv(curve_set, out / "curves.csv")
@@ -129,4 +136,12 @@ def evaluate_command(
     console.print(rates)
     console.print(f"progressive coding costs {summary['progressive_overhead_at_full_depth']:+.1%} bytes at full depth "
                   f"against the same latent coded in one stream")
+    ceiling = ", ".join(f"{k} {v:.1%}" for k, v in teacher["ceiling"].items())
+    console.print(f"teacher: median top-1 probability {teacher['median_confidence']:.2f}; "
+                  f"{teacher['confident_images']} of {teacher['images']} images at >= {CONFIDENT:g}. "
+                  f"Agreement ceiling (near-lossless baselines): {ceiling or 'n/a'}")
+    if summary["full_depth_confident"]:
+        fc = summary["full_depth_confident"]
+        console.print(f"on the {fc['images']} images the teacher is sure of, full depth agrees {fc['agreement']:.1%} "
+                      f"at {fc['bpp']:.3f} bpp")
     console.print(f"wrote {out / 'results.json'}, {out / 'curves.csv'}, " + ", ".join(str(p) for p in plots))

@@ -16,6 +16,7 @@ from edge_sdk.calibration.evaluate import (
     curves,
     evaluate,
     gaussian_conditional_tables,
+    teacher_stability,
 )
 from edge_sdk.cli import app
 from edge_sdk.runtime import Bundle, level_boundaries
@@ -90,6 +91,34 @@ def test_curves_average_per_setting(records):
     # only coffee.png carries a label, so accuracy averages over it alone
     assert point["accuracy"] == float(records[0]["codecs"]["jpeg"][1]["top1"] == 7)
     assert point["lpips"] is None and point["images"] == 2
+
+
+def test_reference_confidence_is_the_teachers_softmax(records, evaluator, tiny_images):
+    for record, (_, rgb) in zip(records, tiny_images):
+        logits = evaluator._pixel_logits(rgb)
+        prob = np.exp(logits - logits.max())
+        prob /= prob.sum()
+        top = np.sort(prob)[::-1]
+        assert record["reference"] == int(np.argmax(prob))
+        assert record["reference_confidence"] == pytest.approx(top[0])
+        assert record["reference_margin"] == pytest.approx(top[0] - top[1])
+
+
+def test_teacher_stability_and_confident_curves():
+    def record(conf, jpeg_top1, ours_top1):
+        point = {"bytes": 100, "psnr": 30.0, "lpips": None}
+        return {"height": 10, "width": 10, "reference": 1, "reference_confidence": conf, "label": None,
+                "codecs": {"jpeg": [dict(point, setting="q=95", top1=jpeg_top1)],
+                           "webp": [dict(point, setting="q=95", top1=1)],
+                           "edge-sdk": [dict(point, top1=ours_top1)], "non-progressive": []}}
+
+    records = [record(0.9, 1, 1), record(0.8, 1, 0), record(0.2, 3, 0), record(0.1, 1, 1)]
+    summary = teacher_stability(records, 0.5)
+    assert summary["confident_images"] == 2 and summary["median_confidence"] == pytest.approx(0.5)
+    assert summary["ceiling"] == {"jpeg q=95": 0.75, "webp q=95": 1.0}
+    sure = curves(records, 0.5)
+    assert sure["edge-sdk"][0]["images"] == 2 and sure["edge-sdk"][0]["agreement"] == 0.5
+    assert curves(records)["edge-sdk"][0]["agreement"] == 0.5 and curves(records)["edge-sdk"][0]["images"] == 4
 
 
 def test_cache_resumes_and_follows_the_settings(evaluator, tiny_images, records, tmp_path):
