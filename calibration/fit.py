@@ -36,10 +36,22 @@ def _clip_bounds(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return features.min(axis=0), features.max(axis=0)
 
 
+RECALIBRATIONS = ("isotonic", "none")
+
+
 def fit_controller(samples: LevelSamples, *, c: float = 1.0, classifier_sha256: str = "",
                    default_threshold: float = 0.8, checkpoints: int = DEFAULT_CHECKPOINTS,
-                   fitted_on: Optional[dict[str, Any]] = None) -> Controller:
-    """Fit ``g`` on every (image, level) sample; returns the runtime form."""
+                   fitted_on: Optional[dict[str, Any]] = None, recalibration: str = "none",
+                   folds: int = 5) -> Controller:
+    """Fit ``g`` on every (image, level) sample; returns the runtime form.
+
+    ``recalibration="isotonic"`` then maps the regression's probability through an isotonic
+    regression fitted on its *out-of-fold* probabilities (grouped by photo, ``folds`` folds),
+    the way scikit-learn's ``CalibratedClassifierCV(ensemble=False)`` does, so the map learns
+    how the regression errs on photos it has not seen, not on the ones it fitted.
+    """
+    if recalibration not in RECALIBRATIONS:
+        raise ValueError(f"recalibration must be one of {RECALIBRATIONS}, got {recalibration!r}")
     if samples.correct.all() or not samples.correct.any():
         raise ValueError("calibration needs both right and wrong predictions among the samples; "
                          f"got {int(samples.correct.sum())} right of {samples.correct.size} (add images or levels)")
@@ -47,18 +59,39 @@ def fit_controller(samples: LevelSamples, *, c: float = 1.0, classifier_sha256: 
     est = make_estimator(c).fit(np.clip(samples.features, low, high), samples.correct.astype(int))
     scaler, logreg = est[0], est[-1]
     scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)  # sklearn leaves constant features at scale 1 too
-    return Controller(
+    knots = None
+    if recalibration == "isotonic":
+        if np.unique(samples.group).size < 2:
+            raise ValueError("isotonic recalibration needs photos from at least 2 sources (it is fitted on "
+                             "out-of-fold probabilities); use recalibration='none'")
+        knots = _isotonic_knots(cross_validated_probabilities(samples, folds=folds, c=c), samples.correct)
+    return Controller(recalibration=knots, 
         feature_names=FEATURE_NAMES, clip_low=low, clip_high=high, mean=scaler.mean_.astype(np.float64),
         scale=scale.astype(np.float64), coef=logreg.coef_[0].astype(np.float64),
         intercept=float(logreg.intercept_[0]), classifier_sha256=classifier_sha256,
         default_threshold=default_threshold, checkpoints=checkpoints,
         fitted_on={"samples": int(samples.correct.size), "images": len(samples.names),
-                   "positive_rate": float(samples.correct.mean()), "C": c, **(fitted_on or {})})
+                   "positive_rate": float(samples.correct.mean()), "C": c, "recalibration": recalibration,
+                   **(fitted_on or {})})
 
 
-def cross_validated_probabilities(samples: LevelSamples, *, folds: int = 5, c: float = 1.0) -> np.ndarray:
+def _isotonic_knots(probabilities: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The knots of sklearn's IsotonicRegression (clipped to [0, 1]); ``np.interp`` over them
+    reproduces its ``predict`` with ``out_of_bounds="clip"``."""
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(probabilities, correct.astype(float))
+    x, y = np.asarray(iso.X_thresholds_, dtype=np.float64), np.asarray(iso.y_thresholds_, dtype=np.float64)
+    if x.size < 2:  # every probability equal: a flat map at the base rate
+        x, y = np.array([0.0, 1.0]), np.full(2, float(correct.mean()))
+    return x, y
+
+
+def cross_validated_probabilities(samples: LevelSamples, *, folds: int = 5, c: float = 1.0,
+                                  recalibration: str = "none") -> np.ndarray:
     """Out-of-sample P(correct) for every sample: grouped K-fold by source photo, so no
-    photo (nor any view of it) is scored by a filter that saw it."""
+    photo (nor any view of it) is scored by a filter that saw it. With a recalibration the
+    whole fit, its own inner cross-validation included, sees only the training folds."""
     _, GroupKFold, _, _ = _sklearn()
     groups = samples.group
     n_groups = np.unique(groups).size
@@ -70,5 +103,7 @@ def cross_validated_probabilities(samples: LevelSamples, *, folds: int = 5, c: f
         if sub.correct.all() or not sub.correct.any():
             out[test] = sub.correct.mean()  # a fold with one class: its base rate is all it can say
             continue
-        out[test] = fit_controller(sub, c=c).probability_from_features(samples.features[test])
+        inner = recalibration if np.unique(sub.group).size >= 2 else "none"
+        out[test] = fit_controller(sub, c=c, recalibration=inner, folds=folds).probability_from_features(
+            samples.features[test])
     return out

@@ -49,6 +49,16 @@ def expected_calibration_error(probabilities: np.ndarray, correct: np.ndarray, b
     return float(ece), table
 
 
+def ece_noise_floor(probabilities: np.ndarray, bins: int = 15, draws: int = 200, seed: int = 0) -> float:
+    """The ECE a *perfectly* calibrated predictor would still show on this many samples: the
+    mean ECE of these probabilities against outcomes drawn as Bernoulli(p). A measured ECE
+    near it is as calibrated as the sample size can tell; samples from one stream or photo
+    are correlated, so the true floor of the filter ECE is higher than this independent one."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    return float(np.mean([expected_calibration_error(p, rng.random(p.size) < p, bins)[0] for _ in range(draws)]))
+
+
 @dataclass
 class Decisions:
     """Algorithm 2 run on collected samples at one τ: one entry per image."""

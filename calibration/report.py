@@ -11,7 +11,8 @@ import numpy as np
 from edge_sdk.runtime.controller import DEFAULT_CHECKPOINTS
 
 from .collect import LevelSamples
-from .metrics import bd_rate, decide, expected_calibration_error, fixed_depth_curve, oracle_point, stream_ids
+from .metrics import (bd_rate, decide, ece_noise_floor, expected_calibration_error, fixed_depth_curve, oracle_point,
+                      stream_ids)
 
 DEFAULT_TAUS = (0.5, 0.6, 0.7, 0.8, 0.9)
 #: the τ sweep that traces the controller's rate–accuracy curve
@@ -30,7 +31,8 @@ def build_report(samples: LevelSamples, probabilities: np.ndarray, taus: Sequenc
         early = d.stopped_early
         per_tau.append({
             "tau": float(tau), "accuracy": d.accuracy, "bpp": d.bpp, "bytes_saved": d.bytes_saved,
-            "decision_ece": d_ece, "mean_confidence": float(d.probability.mean()),
+            "decision_ece": d_ece, "decision_ece_floor": ece_noise_floor(d.probability, bins),
+            "mean_confidence": float(d.probability.mean()),
             "stopped_early": float(early.mean()),
             "accuracy_stopped_early": float(d.correct[early].mean()) if early.any() else None,
             "level_fraction_hist": np.histogram(d.level / np.maximum(d.num_levels - 1, 1), bins=10,
@@ -47,7 +49,7 @@ def build_report(samples: LevelSamples, probabilities: np.ndarray, taus: Sequenc
     return {
         "samples": int(samples.correct.size), "photos": len(samples.names),
         "streams": int(stream_ids(samples).max() + 1), "positive_rate": float(samples.correct.mean()),
-        "filter_ece": ece, "reliability": table,
+        "filter_ece": ece, "filter_ece_floor": ece_noise_floor(probabilities, bins, draws=50), "reliability": table,
         "decision_ece_max": max(t["decision_ece"] for t in per_tau),
         "decision_ece_mean": float(np.mean([t["decision_ece"] for t in per_tau])),
         "taus": per_tau,

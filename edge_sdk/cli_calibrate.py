@@ -53,6 +53,9 @@ def calibrate(
     views: int = typer.Option(1, help="Views per photo: the whole photo plus random crops, each encoded as its own "
                               "stream (more samples from few photos; views of a photo never straddle folds)."),
     c: float = typer.Option(1.0, "--C", help="Inverse L2 strength of the logistic regression."),
+    recalibration: str = typer.Option("isotonic", help="isotonic: map the regression's probability through an "
+                                      "isotonic fit on its out-of-fold probabilities (needs >= 2 photos); none: "
+                                      "the plain regression, PICM-Net's form."),
     seed: int = typer.Option(0, help="Seed of the crop views."),
     out: Path = typer.Option(Path("calibration_report"), "--out", "-o", help="Folder for report.json, samples and PNGs."),
     write: bool = typer.Option(True, "--write/--no-write", help="Store the fitted controller in the bundle."),
@@ -86,6 +89,8 @@ def calibrate(
         _fail("calibration needs scikit-learn: pip install 'edge-sdk[calibrate]'")
     if views < 1:
         _fail("--views must be at least 1")
+    if recalibration not in ("isotonic", "none"):
+        _fail(f"--recalibration must be isotonic or none, got {recalibration!r}")
     if checkpoints < 0:
         _fail("--checkpoints must be 0 (every level) or more")
     if weights_file is not None and not weights_file.is_file():
@@ -131,7 +136,9 @@ def calibrate(
     if cal.correct.all() or not cal.correct.any():
         _fail(f"all {cal.correct.size} calibration samples are {'right' if cal.correct.all() else 'wrong'}; "
               "a controller needs both (add harder or easier photos)")
-    controller = fit_controller(cal, c=c, classifier_sha256=loaded.graphs["classifier"].sha256,
+    if recalibration == "isotonic" and len(set(cal.group.tolist())) < 2:
+        _fail("--recalibration isotonic needs at least 2 calibration photos; give more or use --recalibration none")
+    controller = fit_controller(cal, c=c, recalibration=recalibration, classifier_sha256=loaded.graphs["classifier"].sha256,
                                 default_threshold=default_threshold, checkpoints=checkpoints,
                                 fitted_on={"labels": "real" if label_map else "pixel_classifier top-1",
                                            "short_side": short_side, "views": views, "quality": loaded.quality,
@@ -141,7 +148,7 @@ def calibrate(
         probs, scheme = controller.probability_from_features(held.features), "held-out photos"
     else:
         held = cal
-        probs, scheme = cross_validated_probabilities(cal, c=c), "grouped 5-fold cross-validation by photo"
+        probs, scheme = cross_validated_probabilities(cal, c=c, recalibration=recalibration), "grouped 5-fold cross-validation by photo"
     report = build_report(held, probs, taus, checkpoints=checkpoints)
     report.update(evaluation=scheme, bundle=str(bundle), controller=controller.to_dict())
     out.mkdir(parents=True, exist_ok=True)
@@ -158,15 +165,17 @@ def calibrate(
         print(json.dumps(report))
         return
     table = Table(title=f"controller on {report['streams']} streams from {report['photos']} photos ({scheme})")
-    for col in ("τ", "accuracy", "bpp", "bytes saved", "decision ECE", "stopped early"):
+    for col in ("τ", "accuracy", "bpp", "bytes saved", "decision ECE", "its noise floor", "stopped early"):
         table.add_column(col, justify="right")
     for t in report["taus"]:
         table.add_row(f"{t['tau']:g}", f"{t['accuracy']:.1%}", f"{t['bpp']:.3f}", f"{t['bytes_saved']:.1%}",
-                      f"{t['decision_ece']:.1%}", f"{t['stopped_early']:.0%}")
-    table.add_row("full", f"{report['full_depth']['accuracy']:.1%}", f"{report['full_depth']['bpp']:.3f}", "0%", "", "")
+                      f"{t['decision_ece']:.1%}", f"{t['decision_ece_floor']:.1%}", f"{t['stopped_early']:.0%}")
+    table.add_row("full", f"{report['full_depth']['accuracy']:.1%}", f"{report['full_depth']['bpp']:.3f}", "0%", "", "",
+                  "")
     console.print(table)
     bd = report["bd_rate_vs_fixed_depth"]
-    console.print(f"filter ECE {report['filter_ece']:.1%} over {report['samples']} (stream, level) samples; "
+    console.print(f"filter ECE {report['filter_ece']:.1%} over {report['samples']} (stream, level) samples "
+                  f"(a perfectly calibrated filter would show {report['filter_ece_floor']:.1%} here); "
                   f"BD-rate of the τ sweep against fixed-depth decoding: "
                   f"{'n/a (no shared accuracy range)' if bd is None else f'{bd:+.1%}'}; oracle stop "
                   f"{report['oracle']['bpp']:.3f} bpp at {report['oracle']['accuracy']:.1%}")

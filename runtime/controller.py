@@ -1,7 +1,9 @@
 """Adaptive decoding controller at run time (PICM-Net §3.4, Algorithm 2), NumPy only.
 
 The controller is a logistic regression on 12 statistics of the classifier's logits
-(PICM-Net Table S1). ``edge-sdk calibrate`` fits it (``edge_sdk.calibration``, with
+(PICM-Net Table S1), optionally followed by a monotone piecewise-linear recalibration of its
+probability (isotonic regression at fit time: on held-out photos the plain regression was
+under-confident at low p and over-confident at high p). ``edge-sdk calibrate`` fits it (``edge_sdk.calibration``, with
 scikit-learn) and stores it in the bundle as ``controller.json``; this module only reads
 that file and evaluates ``P(prediction is correct | features)``, so a Jetson needs
 neither scikit-learn nor torch.
@@ -24,7 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 
 CONTROLLER_FORMAT = "edge-sdk-controller"
-CONTROLLER_VERSION = 1
+CONTROLLER_VERSION = 2  # 2 adds the optional recalibration; version 1 files still load
+READABLE_VERSIONS = (1, 2)
 #: how many times per stream Algorithm 2 consults the controller by default. A stream has
 #: about 64 levels; running the classifier at every one would cost up to 64 classifier
 #: passes where a full decode costs one, so the checks are spread over the bytes instead.
@@ -109,6 +112,9 @@ class Controller:
     #: how many checkpoint levels ``Decoder.classify`` consults by default (0: every level);
     #: the calibration report's decisions were simulated with this schedule
     checkpoints: int = 8
+    #: monotone knots (x, y) applied to the regression's probability with linear
+    #: interpolation, clamped at the ends (what sklearn's IsotonicRegression predicts); None: none
+    recalibration: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if tuple(self.feature_names) != FEATURE_NAMES:
@@ -126,6 +132,15 @@ class Controller:
             raise ControllerError(f"controller checkpoints must be >= 0, got {self.checkpoints}")
         if not 0.0 <= self.default_threshold <= 1.0:
             raise ControllerError(f"controller default_threshold must lie in [0, 1], got {self.default_threshold}")
+        if self.recalibration is not None:
+            x, y = (np.asarray(a, dtype=np.float64) for a in self.recalibration)
+            ok = (x.ndim == 1 and x.shape == y.shape and x.size >= 2 and np.all(np.isfinite(x)) and np.all(np.isfinite(y))
+                  and np.all(np.diff(x) > 0) and np.all(np.diff(y) >= 0) and x.min() >= 0 and x.max() <= 1
+                  and y.min() >= 0 and y.max() <= 1)
+            if not ok:
+                raise ControllerError("controller recalibration must be >= 2 knots in [0, 1], x strictly and "
+                                      "y weakly increasing")
+            object.__setattr__(self, "recalibration", (x, y))
 
     def decision(self, feats: np.ndarray) -> np.ndarray:
         """The logistic regression's log-odds for raw (unclipped) features ``(..., 12)``."""
@@ -141,13 +156,18 @@ class Controller:
         # the two-branch logistic avoids overflow in exp for large |t|
         e = np.exp(-np.abs(t))
         p = np.where(t >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        if self.recalibration is not None:
+            p = np.interp(p, *self.recalibration)
         return float(p) if np.ndim(p) == 0 else p
 
     # --- file form ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        extra = {}
+        if self.recalibration is not None:
+            extra["recalibration"] = {"x": self.recalibration[0].tolist(), "y": self.recalibration[1].tolist()}
         return {
             "format": CONTROLLER_FORMAT,
-            "version": CONTROLLER_VERSION,
+            "version": CONTROLLER_VERSION if self.recalibration is not None else 1,
             "features": list(self.feature_names),
             "clip_low": self.clip_low.tolist(),
             "clip_high": self.clip_high.tolist(),
@@ -159,21 +179,27 @@ class Controller:
             "default_threshold": self.default_threshold,
             "checkpoints": self.checkpoints,
             "fitted_on": self.fitted_on,
+            **extra,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Controller":
         if not isinstance(data, dict) or data.get("format") != CONTROLLER_FORMAT:
             raise ControllerError("not an edge-sdk controller (format field missing or wrong)")
-        if data.get("version") != CONTROLLER_VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise ControllerError(f"controller version {data.get('version')!r} is not supported "
-                                  f"(this edge-sdk reads version {CONTROLLER_VERSION})")
+                                  f"(this edge-sdk reads versions {READABLE_VERSIONS})")
+        if data.get("version") == 1 and "recalibration" in data:
+            raise ControllerError("controller file is damaged: a version 1 controller has no recalibration")
         try:
             names = tuple(str(n) for n in data["features"])
             if names != FEATURE_NAMES:
                 raise ControllerError(f"controller features {names} are not PICM-Net's Table S1 set")
             arrays = {k: np.asarray(data[k], dtype=np.float64) for k in ("clip_low", "clip_high", "mean", "scale", "coef")}
-            return cls(feature_names=names, intercept=float(data["intercept"]),
+            recal = data.get("recalibration")
+            if recal is not None:
+                recal = (np.asarray(recal["x"], dtype=np.float64), np.asarray(recal["y"], dtype=np.float64))
+            return cls(recalibration=recal, feature_names=names, intercept=float(data["intercept"]),
                        fitted_on=dict(data.get("fitted_on", {})),
                        classifier_sha256=str(data.get("classifier_sha256", "")),
                        default_threshold=float(data.get("default_threshold", 0.8)),

@@ -107,6 +107,60 @@ def test_controller_file_round_trip_and_damage(tmp_path):
         Controller.from_dict(data)
 
 
+def step_samples(n, seed):
+    """P(correct) jumps from 0.15 to 0.55 at a logit margin of 3.5: a shape no logistic
+    regression on these features expresses, so only a recalibration can match it."""
+    samples, logits, _ = synthetic_samples(n, seed)
+    truth = np.where(samples.features[:, FEATURE_NAMES.index("logit_delta12")] < 3.5, 0.15, 0.55)
+    correct = np.random.default_rng(seed + 100).random(n) < truth
+    return dataclasses.replace(samples, correct=correct, reference=np.where(correct, 0, 1)), logits, truth
+
+
+def test_isotonic_recalibration_fixes_what_the_regression_cannot_express():
+    train, _, _ = step_samples(6000, seed=1)
+    test, logits, truth = step_samples(6000, seed=2)
+    plain = fit_controller(train).probability(logits)
+    recal = fit_controller(train, recalibration="isotonic").probability(logits)
+    ece_plain, ece_recal = (expected_calibration_error(p, test.correct)[0] for p in (plain, recal))
+    assert ece_recal < 0.02 < 0.035 < ece_plain
+    assert np.mean(np.abs(recal - truth)) < 0.6 * np.mean(np.abs(plain - truth))
+
+
+def test_isotonic_runtime_equals_sklearn():
+    from sklearn.isotonic import IsotonicRegression
+
+    train, _, _ = step_samples(3000, seed=3)
+    controller = fit_controller(train, recalibration="isotonic")
+    iso = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(
+        cross_validated_probabilities(train), train.correct.astype(float))
+    test, logits, _ = step_samples(500, seed=4)
+    plain = dataclasses.replace(controller, recalibration=None).probability(logits)
+    np.testing.assert_allclose(controller.probability(logits), iso.predict(plain), atol=1e-12)
+    # cross-validation refits the recalibration inside each fold: never the probabilities it scores
+    inner = cross_validated_probabilities(train, recalibration="isotonic")
+    assert inner.shape == train.correct.shape and not np.allclose(inner, controller.probability_from_features(train.features))
+
+
+def test_recalibrated_controller_file_versions(tmp_path):
+    train, logits, _ = step_samples(2000, seed=5)
+    plain, recal = fit_controller(train), fit_controller(train, recalibration="isotonic")
+    assert plain.to_dict()["version"] == 1 and "recalibration" not in plain.to_dict()  # older readers keep working
+    assert recal.to_dict()["version"] == 2
+    recal.save(tmp_path / "c.json")
+    np.testing.assert_array_equal(Controller.load(tmp_path / "c.json").probability(logits), recal.probability(logits))
+    for damage in ({"y": [0.5, 0.2]}, {"x": [0.3, 0.1]}, {"y": [0.1, 1.5]}, {"x": [0.1]}):
+        data = recal.to_dict()
+        data["recalibration"] = {"x": [0.1, 0.9], "y": [0.2, 0.4], **damage}
+        with pytest.raises(ControllerError, match="recalibration"):
+            Controller.from_dict(data)
+    data = recal.to_dict()
+    data["version"] = 1
+    with pytest.raises(ControllerError, match="version 1"):
+        Controller.from_dict(data)
+    with pytest.raises(ValueError, match="recalibration"):
+        fit_controller(train, recalibration="platt")
+
+
 def test_fit_needs_both_outcomes():
     samples, _, _ = synthetic_samples(400, seed=6)
     samples.correct[:] = True
