@@ -37,9 +37,40 @@ def _clip_bounds(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 RECALIBRATIONS = ("isotonic", "none")
+#: the inverse L2 strengths ``c=None`` chooses among
+C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 
-def fit_controller(samples: LevelSamples, *, c: float = 1.0, classifier_sha256: str = "",
+def select_c(samples: LevelSamples, folds: int = 5, grid: tuple[float, ...] = C_GRID) -> float:
+    """The C of the grid with the lowest grouped-cross-validated log-loss on ``samples``.
+
+    Chosen on the fit data only (folds by photo), so an outer cross-validation that calls
+    ``fit_controller(c=None)`` per fold still scores photos the choice never saw.
+    """
+    _, GroupKFold, _, _ = _sklearn()
+    n_groups = np.unique(samples.group).size
+    if n_groups < 2:
+        return 1.0
+    splits = list(GroupKFold(n_splits=min(folds, n_groups)).split(samples.features, groups=samples.group))
+    best, best_loss = 1.0, np.inf
+    for c in grid:
+        losses = []
+        for train, test in splits:
+            sub = samples.rows(train)
+            if sub.correct.all() or not sub.correct.any():
+                p = np.full(test.size, sub.correct.mean())
+            else:
+                p = fit_controller(sub, c=c).probability_from_features(samples.features[test])
+            p = np.clip(p, 1e-6, 1 - 1e-6)
+            y = samples.correct[test]
+            losses.append(-np.sum(np.where(y, np.log(p), np.log1p(-p))))
+        loss = float(np.sum(losses))
+        if loss < best_loss:
+            best, best_loss = c, loss
+    return best
+
+
+def fit_controller(samples: LevelSamples, *, c: Optional[float] = 1.0, classifier_sha256: str = "",
                    default_threshold: float = 0.8, checkpoints: int = DEFAULT_CHECKPOINTS,
                    fitted_on: Optional[dict[str, Any]] = None, recalibration: str = "none",
                    folds: int = 5) -> Controller:
@@ -49,12 +80,16 @@ def fit_controller(samples: LevelSamples, *, c: float = 1.0, classifier_sha256: 
     regression fitted on its *out-of-fold* probabilities (grouped by photo, ``folds`` folds),
     the way scikit-learn's ``CalibratedClassifierCV(ensemble=False)`` does, so the map learns
     how the regression errs on photos it has not seen, not on the ones it fitted.
+    ``c=None`` picks the L2 strength by grouped cross-validated log-loss (``select_c``).
     """
     if recalibration not in RECALIBRATIONS:
         raise ValueError(f"recalibration must be one of {RECALIBRATIONS}, got {recalibration!r}")
     if samples.correct.all() or not samples.correct.any():
         raise ValueError("calibration needs both right and wrong predictions among the samples; "
                          f"got {int(samples.correct.sum())} right of {samples.correct.size} (add images or levels)")
+    chosen_by = "given"
+    if c is None:
+        c, chosen_by = select_c(samples, folds), "grouped cross-validated log-loss"
     low, high = _clip_bounds(samples.features)
     est = make_estimator(c).fit(np.clip(samples.features, low, high), samples.correct.astype(int))
     scaler, logreg = est[0], est[-1]
@@ -71,7 +106,7 @@ def fit_controller(samples: LevelSamples, *, c: float = 1.0, classifier_sha256: 
         intercept=float(logreg.intercept_[0]), classifier_sha256=classifier_sha256,
         default_threshold=default_threshold, checkpoints=checkpoints,
         fitted_on={"samples": int(samples.correct.size), "images": len(samples.names),
-                   "positive_rate": float(samples.correct.mean()), "C": c, "recalibration": recalibration,
+                   "positive_rate": float(samples.correct.mean()), "C": c, "C_chosen_by": chosen_by, "recalibration": recalibration,
                    **(fitted_on or {})})
 
 
@@ -87,7 +122,7 @@ def _isotonic_knots(probabilities: np.ndarray, correct: np.ndarray) -> tuple[np.
     return x, y
 
 
-def cross_validated_probabilities(samples: LevelSamples, *, folds: int = 5, c: float = 1.0,
+def cross_validated_probabilities(samples: LevelSamples, *, folds: int = 5, c: Optional[float] = 1.0,
                                   recalibration: str = "none") -> np.ndarray:
     """Out-of-sample P(correct) for every sample: grouped K-fold by source photo, so no
     photo (nor any view of it) is scored by a filter that saw it. With a recalibration the

@@ -59,6 +59,25 @@ def ece_noise_floor(probabilities: np.ndarray, bins: int = 15, draws: int = 200,
     return float(np.mean([expected_calibration_error(p, rng.random(p.size) < p, bins)[0] for _ in range(draws)]))
 
 
+def ece_photo_interval(probabilities: np.ndarray, correct: np.ndarray, groups: np.ndarray, bins: int = 15,
+                       draws: int = 200, seed: int = 0) -> tuple[float, float]:
+    """5th and 95th percentile of the ECE when the photos are resampled with replacement.
+
+    Samples of one photo move together: how differently the classifier behaves from photo to
+    photo, not the sample count, is what limits an ECE measured on a few dozen photos.
+    """
+    p, c, g = (np.asarray(a) for a in (probabilities, correct, groups))
+    photos = np.unique(g)
+    rows = {k: np.flatnonzero(g == k) for k in photos}
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(draws):
+        idx = np.concatenate([rows[k] for k in rng.choice(photos, photos.size)])
+        values.append(expected_calibration_error(p[idx], c[idx], bins)[0])
+    low, high = np.percentile(values, [5, 95])
+    return float(low), float(high)
+
+
 @dataclass
 class Decisions:
     """Algorithm 2 run on collected samples at one τ: one entry per image."""

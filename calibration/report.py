@@ -11,7 +11,7 @@ import numpy as np
 from edge_sdk.runtime.controller import DEFAULT_CHECKPOINTS
 
 from .collect import LevelSamples
-from .metrics import (bd_rate, decide, ece_noise_floor, expected_calibration_error, fixed_depth_curve, oracle_point,
+from .metrics import (bd_rate, decide, ece_noise_floor, ece_photo_interval, expected_calibration_error, fixed_depth_curve, oracle_point,
                       stream_ids)
 
 DEFAULT_TAUS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -49,7 +49,8 @@ def build_report(samples: LevelSamples, probabilities: np.ndarray, taus: Sequenc
     return {
         "samples": int(samples.correct.size), "photos": len(samples.names),
         "streams": int(stream_ids(samples).max() + 1), "positive_rate": float(samples.correct.mean()),
-        "filter_ece": ece, "filter_ece_floor": ece_noise_floor(probabilities, bins, draws=50), "reliability": table,
+        "filter_ece": ece, "filter_ece_floor": ece_noise_floor(probabilities, bins, draws=50),
+        "filter_ece_photo_interval": ece_photo_interval(probabilities, samples.correct, samples.group, bins), "reliability": table,
         "decision_ece_max": max(t["decision_ece"] for t in per_tau),
         "decision_ece_mean": float(np.mean([t["decision_ece"] for t in per_tau])),
         "taus": per_tau,

@@ -52,10 +52,11 @@ def calibrate(
                                    "classifier's native scale); 0 keeps them as they are."),
     views: int = typer.Option(1, help="Views per photo: the whole photo plus random crops, each encoded as its own "
                               "stream (more samples from few photos; views of a photo never straddle folds)."),
-    c: float = typer.Option(1.0, "--C", help="Inverse L2 strength of the logistic regression."),
-    recalibration: str = typer.Option("isotonic", help="isotonic: map the regression's probability through an "
+    c: Optional[float] = typer.Option(None, "--C", help="Inverse L2 strength of the logistic regression (default: "
+                                      "chosen from 0.001-10 by cross-validated log-loss, grouped by photo)."),
+    recalibration: str = typer.Option("none", help="isotonic: map the regression's probability through an "
                                       "isotonic fit on its out-of-fold probabilities (needs >= 2 photos); none: "
-                                      "the plain regression, PICM-Net's form."),
+                                      "the plain regression, PICM-Net's form (measured better with the chosen C, docs/controller.md)."),
     seed: int = typer.Option(0, help="Seed of the crop views."),
     out: Path = typer.Option(Path("calibration_report"), "--out", "-o", help="Folder for report.json, samples and PNGs."),
     write: bool = typer.Option(True, "--write/--no-write", help="Store the fitted controller in the bundle."),
@@ -175,7 +176,9 @@ def calibrate(
     console.print(table)
     bd = report["bd_rate_vs_fixed_depth"]
     console.print(f"filter ECE {report['filter_ece']:.1%} over {report['samples']} (stream, level) samples "
-                  f"(a perfectly calibrated filter would show {report['filter_ece_floor']:.1%} here); "
+                  f"(a perfectly calibrated filter would show {report['filter_ece_floor']:.1%} here; resampling the "
+                  f"photos puts it between {report['filter_ece_photo_interval'][0]:.1%} and "
+                  f"{report['filter_ece_photo_interval'][1]:.1%}); "
                   f"BD-rate of the τ sweep against fixed-depth decoding: "
                   f"{'n/a (no shared accuracy range)' if bd is None else f'{bd:+.1%}'}; oracle stop "
                   f"{report['oracle']['bpp']:.3f} bpp at {report['oracle']['accuracy']:.1%}")

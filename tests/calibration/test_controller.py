@@ -161,6 +161,31 @@ def test_recalibrated_controller_file_versions(tmp_path):
         fit_controller(train, recalibration="platt")
 
 
+def test_chosen_c_comes_from_the_grid_and_is_recorded():
+    from edge_sdk.calibration.fit import C_GRID, select_c
+
+    train, _, _ = synthetic_samples(2000, seed=7)
+    chosen = select_c(train)
+    assert chosen in C_GRID
+    controller = fit_controller(train, c=None)
+    assert controller.fitted_on["C"] == chosen and controller.fitted_on["C_chosen_by"].startswith("grouped")
+    assert fit_controller(train, c=0.5).fitted_on["C_chosen_by"] == "given"
+
+
+def test_photo_interval_is_a_point_when_every_photo_looks_the_same():
+    from edge_sdk.calibration.metrics import ece_photo_interval
+
+    p = np.tile([0.1, 0.4, 0.8, 0.9], 10)
+    correct = np.tile([False, True, True, False], 10)
+    groups = np.repeat(np.arange(10), 4)
+    ece, _ = expected_calibration_error(p, correct)
+    assert ece_photo_interval(p, correct, groups) == pytest.approx((ece, ece))
+    rng = np.random.default_rng(0)
+    noisy = rng.random(40) < 0.5
+    low, high = ece_photo_interval(p, noisy, groups)
+    assert 0 <= low < high
+
+
 def test_fit_needs_both_outcomes():
     samples, _, _ = synthetic_samples(400, seed=6)
     samples.correct[:] = True
