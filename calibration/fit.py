@@ -100,14 +100,14 @@ def fit_controller(samples: LevelSamples, *, c: Optional[float] = 1.0, classifie
             raise ValueError("isotonic recalibration needs photos from at least 2 sources (it is fitted on "
                              "out-of-fold probabilities); use recalibration='none'")
         knots = _isotonic_knots(cross_validated_probabilities(samples, folds=folds, c=c), samples.correct)
-    return Controller(recalibration=knots, 
-        feature_names=FEATURE_NAMES, clip_low=low, clip_high=high, mean=scaler.mean_.astype(np.float64),
+    return Controller(
+        recalibration=knots, feature_names=FEATURE_NAMES, clip_low=low, clip_high=high, mean=scaler.mean_.astype(np.float64),
         scale=scale.astype(np.float64), coef=logreg.coef_[0].astype(np.float64),
         intercept=float(logreg.intercept_[0]), classifier_sha256=classifier_sha256,
         default_threshold=default_threshold, checkpoints=checkpoints,
         fitted_on={"samples": int(samples.correct.size), "images": len(samples.names),
-                   "positive_rate": float(samples.correct.mean()), "C": c, "C_chosen_by": chosen_by, "recalibration": recalibration,
-                   **(fitted_on or {})})
+                   "positive_rate": float(samples.correct.mean()), "C": c, "C_chosen_by": chosen_by,
+                   "recalibration": recalibration, **(fitted_on or {})})
 
 
 def _isotonic_knots(probabilities: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
