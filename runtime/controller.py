@@ -2,8 +2,8 @@
 
 The controller is a logistic regression on 12 statistics of the classifier's logits
 (PICM-Net Table S1), optionally followed by a monotone piecewise-linear recalibration of its
-probability (isotonic regression at fit time: on held-out photos the plain regression was
-under-confident at low p and over-confident at high p). ``edge-sdk calibrate`` fits it (``edge_sdk.calibration``, with
+probability (``edge-sdk calibrate --recalibration isotonic``, opt-in; docs/controller.md
+measures when it helps). ``edge-sdk calibrate`` fits it (``edge_sdk.calibration``, with
 scikit-learn) and stores it in the bundle as ``controller.json``; this module only reads
 that file and evaluates ``P(prediction is correct | features)``, so a Jetson needs
 neither scikit-learn nor torch.
