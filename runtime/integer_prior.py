@@ -25,7 +25,6 @@ NumPy only: this module is part of the torch-free runtime.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BundleError
+from .npzfile import read_npz
 
 #: Largest integer float32 holds exactly (and every integer below it).
 EXACT_FLOAT32 = 1 << 24
@@ -299,12 +299,7 @@ class IntegerPrior:
 
     @classmethod
     def load(cls, path: str | Path) -> "IntegerPrior":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise BundleError(f"{path}: not a readable integer prior ({exc})") from exc
-        return cls.from_arrays(arrays)
+        return cls.from_arrays(read_npz(path, BundleError, "an integer prior"))
 
 
 def _round_shift(x: np.ndarray, shift: int) -> np.ndarray:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -30,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import TableError
+from .npzfile import read_npz
 
 #: -Phi^-1(1e-9 / 2): the tail cut of compressai's GaussianConditional and of DPICT.
 TAIL_K = 6.1094102048693975
@@ -344,11 +344,7 @@ class EntropyTables:
     @classmethod
     def load(cls, path: str | Path) -> "EntropyTables":
         """Read and validate tables written by :meth:`save`; raises :class:`TableError`."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise TableError(f"cannot read entropy tables from {path}: {exc}") from exc
+        arrays = read_npz(path, TableError, "entropy tables")
         try:
             trit = TritTables(
                 scales=arrays["trit_scales"].astype(np.float64),
