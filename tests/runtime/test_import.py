@@ -3,15 +3,25 @@
 import subprocess
 import sys
 
+import pytest
 
-def test_runtime_import_is_torch_free():
-    code = (
-        "import sys, edge_sdk, edge_sdk.runtime, edge_sdk.runtime.codec, edge_sdk.runtime.coders;"
-        "heavy = [m for m in ('torch', 'torchvision', 'timm', 'scipy', 'onnx') if m in sys.modules];"
-        "print(','.join(heavy))"
-    )
+#: side → (modules it imports, modules that must stay out of sys.modules)
+LIGHT_SIDES = {
+    "runtime": ("edge_sdk, edge_sdk.runtime, edge_sdk.runtime.codec, edge_sdk.runtime.coders",
+                ("torch", "torchvision", "timm", "scipy", "onnx")),
+    # a Jetson builds and runs engines with TensorRT and ONNX but no torch
+    "engine side": ("edge_sdk.runtime.integer_prior, edge_sdk.runtime.engine_cache, edge_sdk.runtime.trt_backend, "
+                    "edge_sdk.export.engine, edge_sdk.export.precision, edge_sdk.cli",
+                    ("torch", "torchvision", "timm")),
+}
+
+
+@pytest.mark.parametrize("side", sorted(LIGHT_SIDES))
+def test_runtime_and_engine_side_import_torch_free(side):
+    modules, forbidden = LIGHT_SIDES[side]
+    code = f"import sys, {modules}; print(','.join(m for m in {forbidden!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"runtime import pulled in: {out.stdout.strip()}"
+    assert out.stdout.strip() == "", f"{side} import pulled in: {out.stdout.strip()}"
 
 
 def test_runtime_installs_under_edge_sdk_namespace(tmp_path):
@@ -21,14 +31,3 @@ def test_runtime_installs_under_edge_sdk_namespace(tmp_path):
     # Outside the source tree, only the edge_sdk namespace may be importable.
     out = subprocess.run([sys.executable, "-c", "import runtime"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode != 0, "a generic top-level 'runtime' module leaked into the environment"
-
-
-def test_engine_side_is_torch_free_for_jetsons():
-    """A Jetson builds and runs engines with TensorRT and ONNX but no torch."""
-    code = (
-        "import sys, edge_sdk.runtime.integer_prior, edge_sdk.runtime.engine_cache, edge_sdk.runtime.trt_backend,"
-        " edge_sdk.export.engine, edge_sdk.export.precision, edge_sdk.cli;"
-        "print(','.join(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"engine-side import pulled in: {out.stdout.strip()}"
