@@ -275,7 +275,9 @@ def teacher_stability(records: Sequence[dict], min_confidence: float = CONFIDENT
     conf = np.array([r["reference_confidence"] for r in records])
     ceiling = {}
     for codec in ("jpeg", "webp"):
-        points = [r["codecs"][codec][-1] for r in records if r["codecs"].get(codec)]
+        # the highest quality given, in whatever order --jpeg-quality / --webp-quality listed them
+        points = [max(r["codecs"][codec], key=lambda pt: pt.get("quality", 0)) for r in records
+                  if r["codecs"].get(codec)]
         if len(points) == len(records) and points:
             ceiling[f"{codec} {points[0]['setting']}"] = float(np.mean(
                 [pt["top1"] == r["reference"] for r, pt in zip(records, points)]))

@@ -113,6 +113,10 @@ def test_teacher_stability_and_confident_curves():
                            "edge-sdk": [dict(point, top1=ours_top1)], "non-progressive": []}}
 
     records = [record(0.9, 1, 1), record(0.8, 1, 0), record(0.2, 3, 0), record(0.1, 1, 1)]
+    for r in records:  # a lower quality listed after the highest must not become the ceiling
+        for codec in ("jpeg", "webp"):
+            r["codecs"][codec][0]["quality"] = 95
+            r["codecs"][codec].append(dict(r["codecs"][codec][0], setting="q=5", quality=5, top1=7))
     summary = teacher_stability(records, 0.5)
     assert summary["confident_images"] == 2 and summary["median_confidence"] == pytest.approx(0.5)
     assert summary["ceiling"] == {"jpeg q=95": 0.75, "webp q=95": 1.0}
