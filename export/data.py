@@ -1,9 +1,17 @@
 """Training and held-out photo sets from local files only (``edge-sdk data prepare``).
 
-Sources are the Debian wallpaper packages and the photos inside the scikit-image and
-scikit-learn wheels (see ``../shared/notes/offline-data.md``) plus any folder a user names.
-Nothing is downloaded. Each source image keeps its licence and copyright line, read from
-the package's machine-readable ``debian/copyright`` (DEP-5) where there is one.
+Sources are the Debian wallpaper packages, the photos inside the scikit-image and
+scikit-learn wheels, the labelled ImageNet sample's ``train`` split, photo sets in public git
+repositories read from local bare mirrors (``REPO_PHOTO_SETS``: each photo keeps its
+repository, commit, path and licence), and any folder a user names. Nothing is downloaded.
+Debian photos keep the licence and copyright line of the package's machine-readable
+``debian/copyright`` (DEP-5).
+
+Evaluation photos never enter a training set: sources inside a protected folder (the
+ImageNet sample's ``val`` split and Kodak by default) are refused, and any photo whose
+thumbnail matches a protected photo's (a re-encoded, resized or cropped copy of Kodak in
+another repository, say) is excluded and listed in ``dataset.json``. Near-duplicates among
+the sources count once.
 
 Output (deterministic for the same sources, options and seed)::
 
@@ -18,19 +26,22 @@ artefacts, so the codec learns photos rather than JPEG blocks.
 
 from __future__ import annotations
 
+import csv
 import fnmatch
 import hashlib
 import json
+import os
 import re
 import shutil
+import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 
 #: (package, glob under /, names to skip). The skipped lomiri files are gradients or artwork.
 DEBIAN_PHOTO_SETS = (
@@ -45,6 +56,25 @@ DEBIAN_PHOTO_SETS = (
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
 
+#: Photo sets in public git repositories, read from local bare mirrors (one folder per repository,
+#: ``owner+name/repo`` as the search tool's fetch lays them out, or ``owner+name`` or ``owner/name``).
+#: (repository, path prefixes, licence). Kodak copies in these repositories (``kodak/``,
+#: ``kodak_highres/``) are deliberately not listed; the protected-photo check would drop them anyway.
+REPO_PHOTO_SETS = (
+    ("imazen/codec-corpus", ("CID22/CID22-512/training", "CID22/CID22-512/validation"), "CC-BY-SA-4.0"),
+    ("imazen/codec-corpus", ("clic2025/validation", "clic2025/final-test"), "Unsplash"),
+    ("Zelex/images", ("wikipedia-photos",), "Wikimedia Commons (per image: wikipedia-photos/README.md)"),
+    ("majedelhelou/denoising_datasets", ("CBSD68", "CUrban100", "CSun_Hays80"), "unstated (research benchmark)"),
+    ("ajschumacher/imagen", ("imagen",), "ImageNet terms (research only)"),
+)
+
+#: Evaluation sets under the shared data folder that must never be trained on.
+PROTECTED_SETS = ("imagenet-sample/val", "kodak")
+
+#: Thumbnail correlation above which two photos count as the same picture.
+SAME_PICTURE = 0.95
+
+
 class DataError(RuntimeError):
     """No usable photos, or an output that cannot be written."""
 
@@ -57,6 +87,142 @@ class PhotoSource:
     origin: str
     #: "train", "val" or "auto" (decided by the deterministic split)
     split: str = "auto"
+    #: for photos read from a git mirror: the repository, commit and path inside it
+    repo: str = ""
+    commit: str = ""
+    repo_path: str = ""
+    #: ImageNet class index where the source has labels (-1: none)
+    label: int = -1
+
+    def read_bytes(self) -> bytes:
+        if self.repo:  # path is the mirror's git directory
+            return _git(Path(self.path), "cat-file", "blob", f"{self.commit}:{self.repo_path}")
+        return Path(self.path).read_bytes()
+
+    def describe(self) -> str:
+        return f"{self.repo}@{self.commit[:8]}:{self.repo_path}" if self.repo else self.path
+
+
+def _git(git_dir: Path, *args: str) -> bytes:
+    try:
+        return subprocess.run(["git", f"--git-dir={git_dir}", *args], check=True, capture_output=True).stdout
+    except FileNotFoundError as exc:
+        raise DataError("reading photos from a git mirror needs the git command") from exc
+    except subprocess.CalledProcessError as exc:
+        raise DataError(f"git {' '.join(args)} in {git_dir} failed: {exc.stderr.decode(errors='replace').strip()}") from exc
+
+
+def mirror_git_dir(mirror_root: Path, repo: str) -> Optional[Path]:
+    """The bare git directory of ``repo`` (owner/name) under ``mirror_root``, or None."""
+    owner, name = repo.split("/")
+    for cand in (mirror_root / f"{owner}+{name}" / "repo", mirror_root / f"{owner}+{name}", mirror_root / owner / name):
+        if (cand / "HEAD").is_file() and (cand / "objects").is_dir():
+            return cand
+    return None
+
+
+def find_repo_photos(mirror_root: str | Path, sets=REPO_PHOTO_SETS) -> tuple[list[PhotoSource], list[str]]:
+    """Photos of ``REPO_PHOTO_SETS`` present in local mirrors; also the repositories that are missing.
+
+    Blobs a snapshot left out (large files, Git LFS) are skipped: only what is present is listed.
+    """
+    root = Path(mirror_root)
+    found, missing = [], []
+    for repo, prefixes, licence in sets:
+        git_dir = mirror_git_dir(root, repo)
+        if git_dir is None:
+            missing.append(repo)
+            continue
+        commit = _git(git_dir, "rev-parse", "HEAD").decode().strip()
+        listing = _git(git_dir, "ls-tree", "-r", commit, "--", *prefixes).decode(errors="replace")
+        for line in listing.splitlines():
+            meta, path = line.split("\t", 1)
+            sha = meta.split()[2]
+            if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            present = subprocess.run(["git", f"--git-dir={git_dir}", "cat-file", "-e", sha], capture_output=True)
+            if present.returncode == 0:
+                found.append(PhotoSource(str(git_dir), licence, "", f"git:{repo}", repo=repo, commit=commit,
+                                         repo_path=path))
+    return found, missing
+
+
+def imagenet_sample_photos(folder: str | Path) -> list[PhotoSource]:
+    """The labelled ImageNet sample's photos (``labels.csv``: file,label,wnid); research use only."""
+    folder = Path(folder)
+    labels_file = folder / "labels.csv"
+    if not labels_file.is_file():
+        raise DataError(f"{folder} has no labels.csv; expected the ImageNet sample's train folder")
+    with labels_file.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [PhotoSource(str(folder / r["file"]), "ImageNet terms (research only)", "", f"imagenet-sample:{folder.name}",
+                        label=int(r["label"])) for r in rows if (folder / r["file"]).is_file()]
+
+
+def shared_data_dir() -> Optional[Path]:
+    """The shared data folder (``$EDGE_SDK_SHARED_DATA``, else ``shared/data`` beside the checkout or the cwd)."""
+    env = os.environ.get("EDGE_SDK_SHARED_DATA")
+    if env:
+        return Path(env)
+    for base in (Path(__file__).resolve().parents[2], Path.cwd().resolve().parent, Path.cwd().resolve()):
+        if (base / "shared" / "data").is_dir():
+            return base / "shared" / "data"
+    return None
+
+
+def default_protected_folders() -> list[Path]:
+    """The evaluation sets that exist here: ImageNet sample ``val`` and Kodak."""
+    root = shared_data_dir()
+    return [root / s for s in PROTECTED_SETS if root is not None and (root / s).is_dir()]
+
+
+def thumbnail_fingerprints(img: np.ndarray) -> np.ndarray:
+    """Unit-norm 16×16 luma thumbnails of the whole photo and of its centre square, (2, 256).
+
+    Two copies of one picture (re-encoded, resized, centre-cropped to a square as ImageNet
+    derivatives often are) correlate above 0.95; different photos rarely exceed 0.8.
+    """
+    from PIL import Image
+
+    gray = Image.fromarray(img).convert("L")
+    w, h = gray.size
+    side = min(w, h)
+    square = gray.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+    out = []
+    for im in (gray, square):
+        v = np.asarray(im.resize((16, 16), Image.BOX), np.float64).ravel()
+        v = v - v.mean()
+        out.append(v / max(np.linalg.norm(v), 1e-9))
+    return np.stack(out)
+
+
+def same_picture(a: np.ndarray, b: np.ndarray) -> float:
+    """Highest correlation between two photos' fingerprint sets (``thumbnail_fingerprints``)."""
+    return float(np.max(a @ b.T))
+
+
+class PictureIndex:
+    """Fingerprints of the photos seen so far; finds the best match of a new photo in one product."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._rows = np.zeros((64, 256))
+
+    def add(self, name: str, prints: np.ndarray) -> None:
+        n = 2 * len(self.names)
+        if n + 2 > len(self._rows):  # amortised doubling: thousands of photos, no quadratic copying
+            self._rows = np.concatenate([self._rows, np.zeros_like(self._rows)])
+        self._rows[n:n + 2] = prints
+        self.names.append(name)
+
+    def best(self, prints: np.ndarray) -> Optional[tuple[str, float]]:
+        """(name, correlation) of the closest photo so far, or None when empty."""
+        n = 2 * len(self.names)
+        if n == 0:
+            return None
+        corr = (self._rows[:n] @ prints.T).max(axis=1).reshape(-1, 2).max(axis=1)
+        i = int(corr.argmax())
+        return self.names[i], float(corr[i])
 
 
 def _expand_braces(pattern: str) -> list[str]:
@@ -138,6 +304,34 @@ def load_rgb(path: str | Path) -> np.ndarray:
     return to_uint8(read_image(path))
 
 
+def load_source_rgb(source: PhotoSource) -> np.ndarray:
+    if not source.repo:
+        return load_rgb(source.path)
+    # the image policy reads files; a git blob goes through a temporary one with its own suffix
+    with tempfile.NamedTemporaryFile(suffix=Path(source.repo_path).suffix) as f:
+        f.write(source.read_bytes())
+        f.flush()
+        return load_rgb(f.name)
+
+
+def protected_fingerprints(folders: Sequence[Path]) -> list[tuple[str, np.ndarray]]:
+    """(path, fingerprints) of every photo in the protected folders."""
+    out = []
+    for folder in folders:
+        for p in sorted(Path(folder).rglob("*")):
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                out.append((str(p), thumbnail_fingerprints(load_rgb(p))))
+    return out
+
+
+def _inside(path: str, folders: Sequence[Path]) -> Optional[Path]:
+    resolved = Path(path).resolve()
+    for folder in folders:
+        if resolved == Path(folder).resolve() or Path(folder).resolve() in resolved.parents:
+            return Path(folder)
+    return None
+
+
 def downscale(img: np.ndarray, factor: float) -> np.ndarray:
     """Antialiased (Lanczos) downscale by ``factor`` ≥ 1."""
     from PIL import Image
@@ -150,7 +344,7 @@ def downscale(img: np.ndarray, factor: float) -> np.ndarray:
 
 
 def _safe_name(source: PhotoSource, used: set[str]) -> str:
-    path = Path(source.path)
+    path = Path(source.repo_path or source.path)
     stem = path.parent.parent.parent.name if path.name == "2560x1600.jpg" else path.stem  # plasma: folder name
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)[:60] or "image"
     name, i = stem, 1
@@ -172,6 +366,7 @@ def prepare_dataset(
     crops_per_megapixel: float = 24.0,
     seed: int = 0,
     force: bool = False,
+    protected: Optional[Sequence[Path]] = None,
     progress: Optional[Callable[[str], None]] = None,
 ) -> dict:
     """Write a deterministic train/held-out photo set; returns the ``dataset.json`` content.
@@ -180,6 +375,11 @@ def prepare_dataset(
     ``val_every``-th goes to the held-out set unless the source fixes its split. JPEGs
     are downscaled by ``max(min_downscale, long side / max_side)``; PNGs only when
     larger than ``max_side``. Training crops are drawn uniformly with ``seed``.
+
+    ``protected`` (default: ``default_protected_folders()``, the ImageNet sample's val split
+    and Kodak) are evaluation sets: a source inside one is refused with ``DataError``, and a
+    photo that is the same picture as a protected one (``thumbnail_fingerprints``) is left
+    out and listed under ``excluded``, as is a near-duplicate of an earlier source.
     """
     out = Path(out_dir)
     if out.exists() and not force:
@@ -188,10 +388,18 @@ def prepare_dataset(
     if not sources:
         raise DataError("no photos found: install the wallpaper packages (see docs/training.md) or give --source DIR")
     step = progress or (lambda _m: None)
+    protected = default_protected_folders() if protected is None else list(protected)
+    for s in sources:
+        hit = None if s.repo else _inside(s.path, protected)
+        if hit is not None:
+            raise DataError(f"{s.path} lies in {hit}, an evaluation set: it never enters a training set")
+    guard = PictureIndex()
+    for path, prints in protected_fingerprints(protected):
+        guard.add(path, prints)
     hashed = []
     for s in sources:
         try:
-            hashed.append((sha256_of(s.path), s))
+            hashed.append((hashlib.sha256(s.read_bytes()).hexdigest(), s))
         except OSError as exc:
             raise DataError(f"cannot read {s.path}: {exc}") from exc
     hashed.sort(key=lambda t: t[0])
@@ -210,15 +418,27 @@ def prepare_dataset(
 
         records, used_names, auto_index = [], set(), 0
         rng = np.random.default_rng(seed)
-        crops = []
+        crops, excluded, kept = [], [], PictureIndex()
         for digest, s in unique:
-            step(f"{Path(s.path).name}")
+            step(f"{Path(s.repo_path or s.path).name}")
             try:
-                img = load_rgb(s.path)
+                img = load_source_rgb(s)
             except Exception as exc:  # Pillow raises many types for unreadable files
-                raise DataError(f"cannot decode {s.path}: {exc}") from exc
+                raise DataError(f"cannot decode {s.describe()}: {exc}") from exc
+            prints = thumbnail_fingerprints(img)
+            rejected = False
+            for index, reason in ((guard, "evaluation photo"), (kept, "near-duplicate")):
+                match = index.best(prints)
+                if match is not None and match[1] > SAME_PICTURE:
+                    excluded.append({"source": s.describe(), "reason": reason, "matches": match[0],
+                                     "correlation": round(match[1], 4)})
+                    rejected = True
+                    break
+            if rejected:
+                continue
+            kept.add(s.describe(), prints)
             h, w = img.shape[:2]
-            is_jpeg = Path(s.path).suffix.lower() in (".jpg", ".jpeg")
+            is_jpeg = Path(s.repo_path or s.path).suffix.lower() in (".jpg", ".jpeg")
             factor = max(min_downscale if is_jpeg else 1.0, max(h, w) / max_side)
             small = downscale(img, factor)
             split = s.split
@@ -251,9 +471,12 @@ def prepare_dataset(
                 "train_images": sum(r["split"] == "train" for r in records),
                 "val_images": sum(r["split"] == "val" for r in records),
                 "train_crops": len(crops),
+                "excluded": len(excluded),
                 "train_megapixels": round(sum(r["size"][0] * r["size"][1] for r in records if r["split"] == "train") / 1e6, 2),
             },
             "licences": sorted({r["license"] for r in records}),
+            "protected": [str(p) for p in protected],
+            "excluded": excluded,
         }
         (tmp / "crops.json").write_text(json.dumps({"crop": crop, "crops": crops}) + "\n")
         (tmp / "dataset.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -1,6 +1,7 @@
 """`edge-sdk data prepare`: local photos only, licences kept, deterministic, odd images handled."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,95 @@ def test_cli_prepare_from_a_folder(tmp_path):
     again = CliRunner().invoke(app, ["data", "prepare", "--out", str(tmp_path / "ds"), "--no-default-sources",
                                      "--source", str(folder)])
     assert again.exit_code == 2 and "already exists" in again.output
+
+
+def _shared_layout(root):
+    """A stand-in for ../shared/data: an ImageNet-style val split and a Kodak folder."""
+    (root / "imagenet-sample/val").mkdir(parents=True)
+    (root / "kodak").mkdir()
+    Image.fromarray(photo(100, 375, 500)).save(root / "imagenet-sample/val/n0000_val.JPEG", quality=90)
+    Image.fromarray(photo(101, 512, 768)).save(root / "kodak/kodim01.png")
+    return root
+
+
+def test_evaluation_sets_never_enter_a_training_set(tmp_path, monkeypatch):
+    shared = _shared_layout(tmp_path / "shared_data")
+    monkeypatch.setenv("EDGE_SDK_SHARED_DATA", str(shared))
+    from edge_sdk.export.data import default_protected_folders
+
+    assert sorted(p.name for p in default_protected_folders()) == ["kodak", "val"]
+    # the folders themselves are refused outright
+    for folder in ("kodak", "imagenet-sample/val"):
+        with pytest.raises(DataError, match="evaluation set"):
+            prepare_dataset(scan_folder(shared / folder, "x"), tmp_path / "refused", crop=128)
+    # copies elsewhere (re-encoded as JPEG, resized, centre-cropped) are left out and listed
+    src = tmp_path / "elsewhere"
+    src.mkdir()
+    kodak = np.asarray(Image.open(shared / "kodak/kodim01.png"))
+    Image.fromarray(kodak).resize((384, 256), Image.LANCZOS).save(src / "kodak_small.jpg", quality=80)
+    val = np.asarray(Image.open(shared / "imagenet-sample/val/n0000_val.JPEG"))
+    Image.fromarray(val[:, 62:437]).resize((224, 224)).save(src / "val_square.png")
+    for i in range(4):
+        Image.fromarray(photo(200 + i, 400, 500)).save(src / f"own{i}.png")
+    manifest = prepare_dataset(scan_folder(src, "CC0-1.0"), tmp_path / "ds", crop=128, val_every=3)
+    excluded = {Path(e["source"]).name: e for e in manifest["excluded"]}
+    assert set(excluded) == {"kodak_small.jpg", "val_square.png"}
+    assert all(e["reason"] == "evaluation photo" for e in excluded.values())
+    assert excluded["kodak_small.jpg"]["matches"].endswith("kodim01.png")
+    kept = {r["name"] for r in manifest["images"]}
+    assert kept == {f"own{i}" for i in range(4)}
+    assert manifest["protected"] == [str(p) for p in default_protected_folders()]
+
+
+def test_near_duplicates_count_once_and_different_photos_do_not_match(tmp_path):
+    from edge_sdk.export.data import same_picture, thumbnail_fingerprints
+
+    a, b = photo(1, 300, 400), photo(2, 300, 400)
+    assert same_picture(thumbnail_fingerprints(a), thumbnail_fingerprints(b)) < 0.9
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(a).save(src / "a.png")
+    Image.fromarray(a).save(src / "a_again.jpg", quality=85)
+    Image.fromarray(b).save(src / "b.png")
+    manifest = prepare_dataset(scan_folder(src, "CC0-1.0"), tmp_path / "ds", crop=128, protected=[])
+    assert len(manifest["images"]) == 2 and [e["reason"] for e in manifest["excluded"]] == ["near-duplicate"]
+
+
+def test_git_mirror_photos_record_repository_commit_path_and_licence(tmp_path):
+    import subprocess
+
+    from edge_sdk.export.data import find_repo_photos
+
+    work = tmp_path / "work"
+    (work / "set").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(photo(300 + i, 300, 400)).save(work / "set" / f"p{i}.png")
+    (work / "set" / "notes.txt").write_text("not a photo")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(work)]
+    subprocess.run(git[:5] + ["init", "-q", str(work)], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "photos"], check=True)
+    mirrors = tmp_path / "mirrors"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(mirrors / "someone+photos" / "repo")], check=True)
+    commit = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    found, missing = find_repo_photos(mirrors, sets=(("someone/photos", ("set",), "CC0-1.0"),
+                                                     ("nobody/absent", ("x",), "MIT")))
+    assert missing == ["nobody/absent"]
+    assert sorted(s.repo_path for s in found) == ["set/p0.png", "set/p1.png", "set/p2.png"]
+    manifest = prepare_dataset(found, tmp_path / "ds", crop=128, protected=[], val_every=3)
+    rec = manifest["images"][0]
+    assert rec["repo"] == "someone/photos" and rec["commit"] == commit and rec["license"] == "CC0-1.0"
+    assert rec["repo_path"].startswith("set/p")
+    assert (tmp_path / "ds" / rec["split"] / f"{rec['name']}.png").is_file()
+
+
+def test_shared_evaluation_photos_are_refused_when_present():
+    """On machines with ../shared/data (CI's), the real Kodak and ImageNet val folders cannot be sources."""
+    from edge_sdk.export.data import default_protected_folders, shared_data_dir
+
+    root = shared_data_dir()
+    if root is None or not (root / "kodak").is_dir():
+        pytest.skip("no shared data folder here")
+    assert {root / "kodak", root / "imagenet-sample/val"} <= set(default_protected_folders())
+    with pytest.raises(DataError, match="evaluation set"):
+        prepare_dataset(scan_folder(root / "kodak", "x"), Path("/nonexistent/never-written"), crop=128)
