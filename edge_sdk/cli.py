@@ -386,6 +386,14 @@ def data_prepare(
     licence: str = typer.Option("unknown", "--licence", help="Licence of the --source photos (SPDX id)."),
     no_default_sources: bool = typer.Option(
         False, "--no-default-sources", help="Skip the Debian wallpaper packages and the scikit-image/-learn photos."),
+    imagenet_train: Optional[Path] = typer.Option(
+        None, help="The labelled ImageNet sample's train folder (labels.csv beside the photos); research use only."),
+    mirrors: Optional[Path] = typer.Option(
+        None, help="Folder of bare git mirrors (owner+name/repo) holding the photo sets of docs/training.md; "
+        "each photo records repository, commit, path and licence."),
+    protect: list[Path] = typer.Option(
+        [], "--protect", help="Extra evaluation folder whose photos (and copies of them) never enter the set "
+        "(repeatable). The shared ImageNet val split and Kodak are always protected when present."),
     crop: int = typer.Option(256, help="Training crop side in pixels."),
     val_every: int = typer.Option(6, help="Every N-th photo (by content hash) is held out."),
     crops_per_megapixel: float = typer.Option(24.0, help="Training crops drawn per megapixel of downscaled photo."),
@@ -399,8 +407,14 @@ def data_prepare(
     lomiri-wallpapers-20.04, mate-backgrounds and plasma-workspace-wallpapers
     (apt-get install them; licences are read from their DEP-5 copyright files)
     and, held out, the photos inside the scikit-image and scikit-learn wheels.
+    --imagenet-train and --mirrors add in-domain and codec-benchmark-style photos.
     JPEGs are downscaled at least 2x (antialiased) to wash out blocking. The
-    split is by photo, never by crop.
+    split is by photo, never by crop. Evaluation photos (ImageNet val, Kodak,
+    --protect) and copies of them never enter; the near-duplicates count once.
+
+    Example (lite0's training set):
+    edge-sdk data prepare --out data/photos --imagenet-train ../shared/data/imagenet-sample/train
+    --mirrors /work/.mirror --crop 128 --val-every 10
     """
     try:
         from edge_sdk.export import data
@@ -413,6 +427,22 @@ def data_prepare(
         if not folder.is_dir():
             _fail(f"--source {folder} is not a folder")
         sources += data.scan_folder(folder, licence)
+    try:
+        if imagenet_train is not None:
+            sources += data.imagenet_sample_photos(imagenet_train)
+        if mirrors is not None:
+            if not mirrors.is_dir():
+                _fail(f"--mirrors {mirrors} is not a folder")
+            found, missing = data.find_repo_photos(mirrors)
+            sources += found
+            if missing:
+                err_console.print(f"[yellow]no mirror of {', '.join(missing)} in {mirrors}: skipped[/yellow]")
+    except data.DataError as exc:
+        _fail(str(exc))
+    protected = data.default_protected_folders() + [p for p in protect]
+    for folder in protect:
+        if not folder.is_dir():
+            _fail(f"--protect {folder} is not a folder")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     try:
@@ -421,15 +451,17 @@ def data_prepare(
             task = bar.add_task("photos", total=len(sources) + 1)
             manifest = data.prepare_dataset(
                 sources, out, crop=crop, val_every=val_every, crops_per_megapixel=crops_per_megapixel, seed=seed,
-                force=force, progress=lambda m: (bar.update(task, description=m), bar.advance(task)))
+                force=force, protected=protected, progress=lambda m: (bar.update(task, description=m), bar.advance(task)))
     except data.DataError as exc:
         _fail(str(exc))
-    result = {"out": str(out), **manifest["counts"], "licences": manifest["licences"]}
+    result = {"out": str(out), **manifest["counts"], "licences": manifest["licences"],
+              "protected": manifest["protected"]}
     if as_json:
         print(json.dumps(result))
     else:
         console.print(f"wrote {out}: {result['train_images']} training photos ({result['train_megapixels']} MP, "
-                      f"{result['train_crops']} crops of {crop}px), {result['val_images']} held out; licences: "
+                      f"{result['train_crops']} crops of {crop}px), {result['val_images']} held out, "
+                      f"{result['excluded']} left out as evaluation photos or near-duplicates; licences: "
                       f"{', '.join(result['licences'])} (per photo in dataset.json)")
 
 
@@ -514,6 +546,13 @@ def train_codec(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
     checkpoint_every: int = typer.Option(100, help="Steps between checkpoints and curve plots."),
+    eval_dir: Optional[Path] = typer.Option(None, help="Photos (e.g. Kodak) measured at full resolution during "
+                                            "training: bpp and PSNR at every quality, PSNR at 0.5 bpp, in "
+                                            "RUN/eval.csv and RUN/eval.png."),
+    eval_every: int = typer.Option(0, help="Steps between those measurements (0: none)."),
+    eval_images: int = typer.Option(0, help="Measure only the first N photos of --eval-dir (0: all)."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="Channels-last tensors (oneDNN's "
+                                       "preferred convolution layout on CPU)."),
     resume: ResumeOpt = False,
     as_json: JsonMetricsOpt = False,
 ) -> None:
@@ -527,7 +566,9 @@ def train_codec(
                   batch_size=batch_size, crop=crop, lr=lr, lambdas=lambdas, lpips_weight=lpips_weight,
                   mse_weight=mse_weight, picm_mse_weight=picm_mse_weight, adapter_lr=adapter_lr, gain_lr=gain_lr,
                   gain_spread=gain_spread, scale_max=scale_max, init=init, seed=seed,
-                  device=device, threads=threads, checkpoint_every=checkpoint_every, resume=resume, as_json=as_json)
+                  device=device, threads=threads, checkpoint_every=checkpoint_every,
+                  eval_dir=str(eval_dir) if eval_dir else None, eval_every=eval_every, eval_images=eval_images,
+                  channels_last=channels_last, resume=resume, as_json=as_json)
 
 
 @train_app.command("prior")
@@ -569,6 +610,11 @@ def train_adapter(
     lr: LrOpt = 1e-4,
     distill_weight: float = typer.Option(0.01, help="Feature-distillation weight (POLC: 0.01)."),
     scale_max: ScaleMaxOpt = 1.0,
+    origin: list[str] = typer.Option([], "--origin", help="Only photos whose dataset.json origin starts with this "
+                                     "(repeatable), e.g. imagenet-sample and git:ajschumacher/imagen: the "
+                                     "teacher's own domain."),
+    color_jitter: float = typer.Option(0.0, help="Random brightness/contrast/saturation in [1-J, 1+J] per crop; "
+                                       "the teacher sees the same augmented photo."),
     seed: int = typer.Option(10086, help="Seed."),
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
@@ -584,7 +630,7 @@ def train_adapter(
     """
     _run_training("adapter", dataset=str(dataset), run_dir=str(run_dir), model=model, steps=steps,
                   batch_size=batch_size, crop=crop, lr=lr, lambdas=[], distill_weight=distill_weight,
-                  scale_max=scale_max, init=init,
+                  scale_max=scale_max, origins=tuple(origin), color_jitter=color_jitter, init=init,
                   seed=seed, device=device, threads=threads, checkpoint_every=checkpoint_every, resume=resume,
                   as_json=as_json)
 

@@ -83,6 +83,20 @@ class TrainConfig:
     init: Optional[str] = None
     checkpoint_every: int = 100
     log_every: int = 10
+    #: a folder of photos (Kodak) measured at full resolution every ``eval_every`` steps: bpp from the
+    #: likelihoods of the rounded latents and PSNR of the 8-bit reconstruction, at every quality
+    eval_dir: Optional[str] = None
+    eval_every: int = 0
+    #: 0: every photo of ``eval_dir``; n: the first n (sorted by name)
+    eval_images: int = 0
+    #: NCHW tensors in channels-last memory order (oneDNN's preferred layout for convolutions on CPU)
+    channels_last: bool = False
+    #: only crops from photos whose ``dataset.json`` origin starts with one of these (e.g. the
+    #: ImageNet-domain photos for the adapter, whose teacher was trained on them); empty: all
+    origins: tuple[str, ...] = ()
+    #: random brightness, contrast and saturation factors in [1 - j, 1 + j] per crop (adapter
+    #: augmentation: the teacher sees the same augmented original)
+    color_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -95,6 +109,12 @@ class TrainConfig:
             raise TrainError(f"scale_max must lie in [1, 16], got {self.scale_max}")
         if not 1.0 <= self.gain_spread <= 4.0:
             raise TrainError(f"gain_spread must lie in [1, 4], got {self.gain_spread}")
+        if not 0.0 <= self.color_jitter < 1.0:
+            raise TrainError(f"color_jitter must lie in [0, 1), got {self.color_jitter}")
+        if self.eval_every < 0 or self.eval_images < 0:
+            raise TrainError("eval_every and eval_images must be 0 or positive")
+        if self.eval_every and not self.eval_dir:
+            raise TrainError("eval_every needs eval_dir (a folder of photos, e.g. Kodak)")
 
 
 def spread_quality_gains(model: CompressedDomainModel, ratio: float, reference_quality: int) -> None:
@@ -135,7 +155,8 @@ class CropSet:
     below the source, and whole photos at a classifier's 224 px are another 3-4× down.
     """
 
-    def __init__(self, dataset_dir: str | Path, crop: int, scale_max: float = 1.0):
+    def __init__(self, dataset_dir: str | Path, crop: int, scale_max: float = 1.0, origins: tuple[str, ...] = (),
+                 color_jitter: float = 0.0):
         from .data import load_rgb
 
         root = Path(dataset_dir)
@@ -147,14 +168,40 @@ class CropSet:
             raise TrainError(f"dataset crops are {meta['crop']} px, smaller than the requested {crop}")
         self.crop = crop
         self.scale_max = float(scale_max)
+        self.color_jitter = float(color_jitter)
+        crops = meta["crops"]
+        if origins:
+            records = json.loads((root / "dataset.json").read_text())["images"]
+            keep = {r["name"] for r in records if r["origin"].startswith(tuple(origins))}
+            crops = [c for c in crops if c[0] in keep]
+            if not crops:
+                raise TrainError(f"{root} has no training photos whose origin starts with {', '.join(origins)}")
         self.images = {}
-        for name in sorted({c[0] for c in meta["crops"]}):
+        for name in sorted({c[0] for c in crops}):
             self.images[name] = load_rgb(root / "train" / f"{name}.png")
-        self.index = [(n, t, l) for n, t, l in meta["crops"]]
+        self.index = [(n, t, l) for n, t, l in crops]
         if not self.index:
             raise TrainError(f"{root} has no training crops")
 
     def batch(self, rng: np.random.Generator, size: int) -> torch.Tensor:
+        x = self._batch(rng, size)
+        if self.color_jitter:
+            x = self._jitter(x, rng)
+        return x
+
+    def _jitter(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        n = x.shape[0]
+        j = self.color_jitter
+        brightness, contrast, saturation = (torch.from_numpy(rng.uniform(1 - j, 1 + j, n)).float().view(-1, 1, 1, 1)
+                                            for _ in range(3))
+        x = x * brightness
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * contrast + mean
+        gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        x = (x - gray) * saturation + gray
+        return x.clamp(0.0, 1.0)
+
+    def _batch(self, rng: np.random.Generator, size: int) -> torch.Tensor:
         picks = rng.integers(0, len(self.index), size)
         out = np.empty((size, self.crop, self.crop, 3), np.uint8)
         for i, k in enumerate(picks):
@@ -286,6 +333,58 @@ def compute_losses(model, x, quality: float, lam: float, config: TrainConfig, lp
     return out
 
 
+def load_eval_photos(folder: str | Path, limit: int = 0) -> list[tuple[str, np.ndarray]]:
+    """(name, uint8 RGB) of the photos in ``folder``, sorted by name; the first ``limit`` if > 0."""
+    from .data import IMAGE_SUFFIXES, load_rgb
+
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if limit:
+        paths = paths[:limit]
+    if not paths:
+        raise TrainError(f"{folder} holds no photos to evaluate on")
+    return [(p.name, load_rgb(p)) for p in paths]
+
+
+@torch.no_grad()
+def rate_distortion(model: CompressedDomainModel, photos: list[tuple[str, np.ndarray]], quality: float,
+                    device: torch.device = torch.device("cpu")) -> dict:
+    """Mean bpp (ideal code length of the rounded ŷ and ẑ under the model's own priors) and mean PSNR
+    (dB, 8-bit reconstruction, peak 255) over ``photos`` at full resolution, as CompressAI reports Kodak.
+
+    The ideal length leaves out the stream's framing (header, chunk table, checks), which
+    ``edge-sdk eval`` counts; it is the figure the published learned-codec curves use.
+    """
+    from .report import pad_to_multiple
+
+    bpps, psnrs = [], []
+    for _name, img in photos:
+        h, w = img.shape[:2]
+        x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255.0).to(device)
+        xp, _ = pad_to_multiple(x, model.padding_multiple, model.min_input_size)
+        y = model.analysis(xp, quality)
+        z_hat = torch.round(model.hyper_analysis(y, quality))
+        means, scales = model.hyper_synthesis(z_hat, quality)
+        y_hat = torch.round(y - means) + means
+        bits = -torch.log2(gaussian_likelihood(y_hat - means, scales, 0.11)).sum()
+        bits = bits - torch.log2(model.entropy_bottleneck.likelihood(z_hat + model._medians())).sum()
+        x_hat = model.synthesis(y_hat, quality)[..., :h, :w]
+        rec = torch.round(x_hat * 255.0)
+        mse = torch.mean((rec - torch.round(x * 255.0)) ** 2).item()
+        bpps.append(bits.item() / (h * w))
+        psnrs.append(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+    return {"quality": quality, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))}
+
+
+def psnr_at_bpp(points: list[dict], bpp: float) -> Optional[float]:
+    """PSNR at ``bpp`` interpolated linearly in log-bpp between measured points; None outside their span."""
+    pts = sorted((p["bpp"], p["psnr"]) for p in points)
+    for (b0, p0), (b1, p1) in zip(pts, pts[1:]):
+        if b0 <= bpp <= b1 and b1 > b0:
+            t = (np.log(bpp) - np.log(b0)) / (np.log(b1) - np.log(b0))
+            return float(p0 + t * (p1 - p0))
+    return None
+
+
 def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -315,6 +414,42 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = png_path.with_name(png_path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+
+
+def plot_eval(eval_csv: Path, png_path: Path) -> None:
+    """PSNR against bpp at each evaluation (colour: training hours), and PSNR at 0.5 bpp against hours."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(eval_csv.open()))
+    if not rows:
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    steps = sorted({int(r["step"]) for r in rows})
+    cmap = plt.get_cmap("viridis")
+    for i, st in enumerate(steps):
+        pts = sorted((float(r["bpp"]), float(r["psnr"])) for r in rows if int(r["step"]) == st)
+        hours = float(next(r["trained_seconds"] for r in rows if int(r["step"]) == st)) / 3600
+        left.plot(*zip(*pts), "o-", ms=3, color=cmap(i / max(1, len(steps) - 1)), label=f"{hours:.1f} h")
+    left.set_xlabel("bpp (ideal code length)")
+    left.set_ylabel("PSNR (dB)")
+    left.grid(alpha=0.3)
+    if len(steps) <= 8:
+        left.legend(fontsize=7)
+    at = [(float(r["trained_seconds"]) / 3600, float(r["psnr_at_0.5bpp"])) for r in rows
+          if r["quality"] in ("1.0", "1") and r["psnr_at_0.5bpp"]]
+    if at:
+        right.plot(*zip(*at), "o-")
+    right.set_xlabel("training hours (this run)")
+    right.set_ylabel("PSNR at 0.5 bpp (dB)")
+    right.grid(alpha=0.3)
     fig.tight_layout()
     tmp = png_path.with_name(png_path.name + ".tmp.png")
     fig.savefig(tmp, dpi=90)
@@ -366,14 +501,16 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
     model.entropy_bottleneck.quantiles.requires_grad_(train_quantiles)
     aux_opt = torch.optim.Adam([model.entropy_bottleneck.quantiles], lr=config.aux_lr) if train_quantiles else None
     (run / "config.json").write_text(json.dumps(asdict(config), indent=1) + "\n")
-    data = CropSet(config.dataset, config.crop, config.scale_max)
+    data = CropSet(config.dataset, config.crop, config.scale_max, tuple(config.origins), config.color_jitter)
     lambdas = rate_lambdas(config, model.num_qualities)
     lpips_net = _lpips(device) if config.stage == "codec" and config.objective == "polc" and config.lpips_weight > 0 else None
     # restore RNG states last: building LPIPS and the data consumes random numbers
     step = 0
+    trained_seconds = 0.0  # wall time spent in optimiser steps, summed over resumed segments
     if resume:
         state = torch.load(last, map_location=device, weights_only=False)
-        saved = TrainConfig(**{**state["config"], "lambdas": tuple(state["config"]["lambdas"])})
+        saved = TrainConfig(**{**state["config"], "lambdas": tuple(state["config"]["lambdas"]),
+                               "origins": tuple(state["config"].get("origins", ()))})
         if (saved.stage, saved.model, saved.objective) != (config.stage, config.model, config.objective):
             raise TrainError(f"{run} holds a {saved.stage}/{saved.model}/{saved.objective} run, not "
                              f"{config.stage}/{config.model}/{config.objective}")
@@ -385,8 +522,30 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
         rng = np.random.default_rng()
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
+        trained_seconds = float(state.get("trained_seconds", 0.0))
     # frozen parts stay in eval mode (BatchNorm statistics of the backbone must not drift)
     model.eval()
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    eval_photos = load_eval_photos(config.eval_dir, config.eval_images) if config.eval_every else []
+
+    def evaluate() -> None:
+        # its own RNG use would change the training stream: the eval draws no random numbers
+        rows = [rate_distortion(model, eval_photos, float(q), device) for q in range(1, model.num_qualities + 1)]
+        at = psnr_at_bpp(rows, 0.5)
+        path = run / "eval.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["step", "trained_seconds", "quality", "bpp", "psnr", "psnr_at_0.5bpp"])
+            for r in rows:
+                w.writerow([step, round(trained_seconds, 1), r["quality"], f"{r['bpp']:.5f}", f"{r['psnr']:.4f}",
+                            "" if at is None else f"{at:.4f}"])
+        plot_eval(path, run / "eval.png")
+
+    if eval_photos and step == 0:
+        evaluate()
     log_path = run / "log.csv"
     fields = ["step", "q", "total", "bpp", "bpp_y", "bpp_z", "mse", "psnr", "lpips", "task", "distill", "agree",
               "aux", "seconds"]
@@ -399,8 +558,11 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
     t0 = time.perf_counter()
     try:
         while step < config.steps:
+            t_step = time.perf_counter()
             q = int(rng.integers(1, model.num_qualities + 1))
             x = data.batch(rng, config.batch_size).to(device)
+            if config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             losses = compute_losses(model, x, float(q), lambdas[q - 1], config, lpips_net, rng=rng)
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
@@ -414,6 +576,7 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
                 aux.backward()
                 aux_opt.step()
             step += 1
+            trained_seconds += time.perf_counter() - t_step
             if not all(torch.isfinite(v).all() for v in losses.values()):
                 raise TrainError(f"step {step}: a loss became non-finite ({ {k: float(v) for k, v in losses.items()} })")
             if step % config.log_every == 0 or step == config.steps:
@@ -429,8 +592,11 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
                     "config": asdict(config), "step": step, "model": model.state_dict(),
                     "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict() if aux_opt else None,
                     "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "trained_seconds": trained_seconds,
                 }, last)
                 plot_curves(log_path, run / "curves.png")
+            if eval_photos and step % config.eval_every == 0:
+                evaluate()
     finally:
         log_file.close()
     return metrics

@@ -182,3 +182,53 @@ def test_gain_spread_applies_once_and_resumes_exactly(dataset, tmp_path):
     load_checkpoint(start, init)
     ratio = (a["gain.table"][3] / a["gain.table"][1]) / (start.gain.table[3] / start.gain.table[1])
     assert torch.allclose(ratio, torch.full_like(ratio, 1.5 ** 2), rtol=0.05)  # two steps of lr 1e-4·20 at most
+
+
+def test_eval_during_training_logs_a_kodak_style_curve_and_keeps_resume_exact(dataset, tmp_path):
+    from edge_sdk.export.train import psnr_at_bpp
+
+    photos = tmp_path / "eval"
+    photos.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(2):
+        coarse = rng.integers(0, 255, (10, 14, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize((140, 100), Image.BICUBIC).save(photos / f"e{i}.png")
+    kw = dict(lpips_weight=0.0, eval_dir=str(photos), eval_every=2)
+    train(config(dataset, tmp_path / "a", "codec", steps=4, **kw))
+    train(config(dataset, tmp_path / "b", "codec", steps=2, **kw))
+    train(config(dataset, tmp_path / "b", "codec", steps=4, **kw), resume=True)
+    a = torch.load(tmp_path / "a/last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b/last.pt", weights_only=False)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])  # measuring draws no randomness
+    rows = list(csv.DictReader((tmp_path / "b/eval.csv").open()))
+    assert [int(r["step"]) for r in rows] == [0] * 4 + [2] * 4 + [4] * 4
+    assert {float(r["quality"]) for r in rows} == {1.0, 2.0, 3.0, 4.0}
+    assert all(float(r["bpp"]) > 0 and 5 < float(r["psnr"]) < 60 for r in rows)
+    assert float(rows[-1]["trained_seconds"]) >= float(rows[4]["trained_seconds"]) > 0
+    assert (tmp_path / "b/eval.png").stat().st_size > 1000
+    pts = [{"bpp": 0.2, "psnr": 25.0}, {"bpp": 0.8, "psnr": 31.0}]
+    assert psnr_at_bpp(pts, 0.4) == pytest.approx(25.0 + 6.0 * np.log(2) / np.log(4))
+    assert psnr_at_bpp(pts, 0.1) is None and psnr_at_bpp(pts, 1.0) is None
+
+
+def test_origins_select_the_photos_and_jitter_stays_in_range(tmp_path):
+    from edge_sdk.export.train import CropSet
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        coarse = rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize((160, 160), Image.BICUBIC).save(src / f"p{i}.png")
+    sources = scan_folder(src, "CC0-1.0", split="train")
+    for s in sources[:2]:
+        s.origin = "imagenet-sample:train"
+    prepare_dataset(sources, tmp_path / "ds", crop=64, protected=[])
+    only = CropSet(tmp_path / "ds", 64, origins=("imagenet-sample",))
+    assert set(only.images) == {"p0", "p1"}
+    with pytest.raises(TrainError, match="no training photos whose origin"):
+        CropSet(tmp_path / "ds", 64, origins=("git:",))
+    jittered = CropSet(tmp_path / "ds", 64, color_jitter=0.4).batch(np.random.default_rng(0), 4)
+    plain = CropSet(tmp_path / "ds", 64).batch(np.random.default_rng(0), 4)
+    assert jittered.shape == plain.shape and 0.0 <= float(jittered.min()) and float(jittered.max()) <= 1.0
+    assert not torch.equal(jittered, plain)
