@@ -125,7 +125,7 @@ def integer_runner(prior, variant):
 
 def measure(mode, bundle, configs, photos, args) -> dict:
     """Every ordered (encoder config, decoder config) pair on every photo, in one prior mode."""
-    from edge_sdk.images import pad_image, read_image
+    from edge_sdk.runtime.images import pad_image, read_image
     from edge_sdk.runtime import BitstreamError, LatentDecoder, PriorMode, StreamInfo, encode_latent, scale_to_index
 
     tables = bundle.tables

@@ -43,7 +43,7 @@ def percentile(values, q):
 
 
 def run_path(bundle_dir: str, path: str, repeats: int, threads: int) -> dict:
-    from edge_sdk.pipeline import Decoder, Encoder
+    from edge_sdk.runtime.pipeline import Decoder, Encoder
     from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(device="cpu", threads=threads or None)

@@ -50,8 +50,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from edge_sdk.calibration.collect import find_images
-    from edge_sdk.images import pad_image, read_image, to_uint8
-    from edge_sdk.pipeline import Decoder, Encoder, prior_parameters
+    from edge_sdk.runtime.images import pad_image, read_image, to_uint8
+    from edge_sdk.runtime.pipeline import Decoder, Encoder, prior_parameters
     from edge_sdk.runtime import PriorMode
     from edge_sdk.runtime.backend import GraphSet
     from edge_sdk.runtime.bundle import Bundle

@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from edge_sdk.images import read_image, resize_short_side, to_uint8
+from edge_sdk.runtime.images import read_image, resize_short_side, to_uint8
 from edge_sdk.runtime import level_boundaries, logit_features
 from edge_sdk.runtime.bundle import Bundle
 
@@ -104,7 +104,7 @@ def collect_levels(bundle: Bundle | str | Path, images: Sequence[tuple[str, np.n
                    labels: Optional[dict[str, int]] = None, backend=None,
                    progress: Optional[Callable[[str], None]] = None) -> LevelSamples:
     """Encode every image, classify it at every level, and label each level (Algorithm 1)."""
-    from edge_sdk.pipeline import Decoder, Encoder, _bundle
+    from edge_sdk.runtime.pipeline import Decoder, Encoder, _bundle
     from edge_sdk.runtime.backend import default_backend
 
     bundle = _bundle(bundle)
@@ -152,7 +152,7 @@ def collect_levels(bundle: Bundle | str | Path, images: Sequence[tuple[str, np.n
 
 def load_image_set(paths: Sequence[Path], *, short_side: int = DEFAULT_SHORT_SIDE, views: int = 1,
                    seed: int = 0) -> list[tuple[str, np.ndarray]]:
-    """Images under the one reading policy of ``edge_sdk.images``, as task-scale views."""
+    """Images under the one reading policy of ``edge_sdk.runtime.images``, as task-scale views."""
     rng = np.random.default_rng(seed)
     out = []
     for path in paths:

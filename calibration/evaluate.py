@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from edge_sdk.images import to_uint8
+from edge_sdk.runtime.images import to_uint8
 from edge_sdk.runtime import level_boundaries, scale_to_index
 from edge_sdk.runtime.bundle import Bundle
 from edge_sdk.runtime.coders import get_coder
@@ -113,7 +113,7 @@ class Evaluator:
     settings: EvalSettings = field(default_factory=EvalSettings)
 
     def __post_init__(self) -> None:
-        from edge_sdk.pipeline import Decoder, Encoder
+        from edge_sdk.runtime.pipeline import Decoder, Encoder
 
         from edge_sdk.runtime import ChunkSchedule
 

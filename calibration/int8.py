@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edge_sdk.images import pad_image, read_image, to_uint8
+from edge_sdk.runtime.images import pad_image, read_image, to_uint8
 from edge_sdk.runtime import level_boundaries
 from edge_sdk.runtime.bundle import Bundle
 
@@ -37,7 +37,7 @@ def int8_calibration_feeds(bundle: Bundle, photos: Sequence[np.ndarray], size: t
                            graphs: Sequence[str], backend=None,
                            depths: Sequence[float] = DEPTHS) -> dict[str, list[dict[str, np.ndarray]]]:
     """Per graph, a list of feeds (input name → float32 array) for ``graphs``."""
-    from edge_sdk.pipeline import Decoder, Encoder
+    from edge_sdk.runtime.pipeline import Decoder, Encoder
     from edge_sdk.runtime.backend import default_backend
 
     height, width = size

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edge_sdk.images import pad_image, read_image, to_uint8
+from edge_sdk.runtime.images import pad_image, read_image, to_uint8
 from edge_sdk.runtime import BitstreamError, level_boundaries
 from edge_sdk.runtime.backend import GraphSet
 from edge_sdk.runtime.bundle import Bundle
@@ -23,7 +23,7 @@ from .int8 import DEPTHS
 
 
 def _feeds(bundle: Bundle, reference: GraphSet, photos: Sequence[np.ndarray]) -> dict[str, list[dict]]:
-    from edge_sdk.pipeline import Decoder, Encoder
+    from edge_sdk.runtime.pipeline import Decoder, Encoder
 
     encoder, decoder = Encoder(bundle, reference.backend), Decoder(bundle, reference.backend)
     feeds: dict[str, list[dict]] = {name: [] for name in bundle.graphs}
@@ -56,7 +56,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def verify_backends(bundle: Bundle, reference, candidate, photos: Sequence[np.ndarray]) -> dict:
     """Graph-by-graph and stream-level comparison of ``candidate`` against ``reference``."""
-    from edge_sdk.pipeline import Decoder, Encoder
+    from edge_sdk.runtime.pipeline import Decoder, Encoder
 
     ref, cand = GraphSet(bundle, reference), GraphSet(bundle, candidate)
     graphs = {}

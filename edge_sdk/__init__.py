@@ -20,7 +20,7 @@ from edge_sdk.runtime import (
     truncate_to_level,
 )
 
-from edge_sdk.pipeline import DecodeSession, Decoder, Encoder, Prediction  # noqa: E402
+from edge_sdk.runtime.pipeline import DecodeSession, Decoder, Encoder, Prediction  # noqa: E402
 
 __version__ = "0.1.0"
 

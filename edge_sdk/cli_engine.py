@@ -29,7 +29,7 @@ def _sizes(min_size: str, opt_size: str, max_size: str, multiple: int) -> tuple[
 
 def _photos(folders: list[Path]) -> list:
     from edge_sdk.calibration.collect import find_images
-    from edge_sdk.images import read_image, to_uint8
+    from edge_sdk.runtime.images import read_image, to_uint8
 
     try:
         return [to_uint8(read_image(p)) for p in find_images(folders)]

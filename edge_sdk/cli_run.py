@@ -102,8 +102,8 @@ def encode(
     white, 16-bit scaled), padded bottom/right to the bundle's multiple; the
     padding is recorded in the stream and removed by the decoder.
     """
-    from edge_sdk.images import ImageError
-    from edge_sdk.pipeline import Encoder
+    from edge_sdk.runtime.images import ImageError
+    from edge_sdk.runtime.pipeline import Encoder
 
     loaded = _load_bundle(bundle)
     _warn_random(loaded)
@@ -143,7 +143,7 @@ def decode(
 
     from PIL import Image
 
-    from edge_sdk.pipeline import Decoder
+    from edge_sdk.runtime.pipeline import Decoder
     from edge_sdk.runtime import BitstreamError
 
     loaded = _load_bundle(bundle)
@@ -227,8 +227,8 @@ def run(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from edge_sdk.images import ImageError
-    from edge_sdk.pipeline import Decoder, Encoder
+    from edge_sdk.runtime.images import ImageError
+    from edge_sdk.runtime.pipeline import Decoder, Encoder
     from edge_sdk.runtime import BitstreamError
 
     loaded = _load_bundle(bundle)
@@ -289,7 +289,7 @@ def run(
 @app.command()
 def samples(out: Path = typer.Option(..., "--out", "-o", help="Folder to copy the photos into.")) -> None:
     """Copy the real photos that ship inside the scikit-image/scikit-learn wheels (with their licences)."""
-    from edge_sdk.samples import copy_samples
+    from edge_sdk.runtime.samples import copy_samples
 
     try:
         copied = copy_samples(out)

@@ -283,7 +283,7 @@ def find_debian_photos(root: Path = Path("/")) -> list[PhotoSource]:
 
 def find_wheel_photos() -> list[PhotoSource]:
     """Photos shipped inside the scikit-image and scikit-learn wheels (held out)."""
-    from edge_sdk.samples import sample_photos
+    from edge_sdk.runtime.samples import sample_photos
 
     return [PhotoSource(str(p.path), p.license, p.credit, f"pypi:{p.package}", split="val") for p in sample_photos()]
 
@@ -298,8 +298,8 @@ def sha256_of(path: str | Path) -> str:
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    """uint8 RGB (H, W, 3) under the one image policy of ``edge_sdk.images`` (EXIF, alpha, 16-bit)."""
-    from edge_sdk.images import read_image, to_uint8
+    """uint8 RGB (H, W, 3) under the one image policy of ``edge_sdk.runtime.images`` (EXIF, alpha, 16-bit)."""
+    from edge_sdk.runtime.images import read_image, to_uint8
 
     return to_uint8(read_image(path))
 

@@ -10,7 +10,7 @@ from edge_sdk.calibration.collect import LevelSamples, collect_levels
 from edge_sdk.calibration.fit import cross_validated_probabilities, fit_controller, make_estimator
 from edge_sdk.calibration.metrics import bd_rate, decide, expected_calibration_error, fixed_depth_curve, oracle_point
 from edge_sdk.calibration.report import build_report, write_plots
-from edge_sdk.pipeline import Decoder, Encoder
+from edge_sdk.runtime.pipeline import Decoder, Encoder
 from edge_sdk.runtime import BundleError, Controller, ControllerError, FEATURE_NAMES, level_boundaries, logit_features
 from edge_sdk.runtime.bundle import Bundle, attach_controller
 from edge_sdk.runtime.controller import checkpoint_levels

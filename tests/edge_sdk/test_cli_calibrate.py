@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edge_sdk.cli import app
-from edge_sdk.pipeline import Decoder
+from edge_sdk.runtime.pipeline import Decoder
 from edge_sdk.runtime.bundle import Bundle
 from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend
 
@@ -30,7 +30,7 @@ def setup(lite0_export, tmp_path_factory):
         Image.fromarray(img).save(photos / name)
     # labels that make some streams right and some wrong whatever the random adapter says
     decoder = Decoder(bundle, OnnxRuntimeBackend(device="cpu", threads=2))
-    from edge_sdk.pipeline import Encoder
+    from edge_sdk.runtime.pipeline import Encoder
 
     enc = Encoder(bundle, OnnxRuntimeBackend(device="cpu", threads=2))
     rows = ["file,label"]

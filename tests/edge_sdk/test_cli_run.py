@@ -107,7 +107,7 @@ def test_encode_chooses_the_prior_mode(lite0_export, photos, tmp_path):
 
 def test_levels_option_reaches_the_encoder_schedule(lite0_export, photos, tmp_path, monkeypatch):
     """How the level count trades framing bytes is tested in tests/runtime; here: the option is wired."""
-    from edge_sdk import pipeline
+    from edge_sdk.runtime import pipeline
 
     seen = []
     original = pipeline.Encoder.__init__

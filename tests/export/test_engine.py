@@ -45,7 +45,7 @@ def test_fp16_copies_keep_float32_io_and_track_fp32(bundle, photos, tmp_path):
     assert io_types == {onnx.TensorProto.FLOAT}
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
     fp32, fp16 = GraphSet(bundle, OnnxRuntimeBackend(device="cpu", threads=1)), GraphSet(bundle, converted_backend(tmp_path))
-    from edge_sdk.images import pad_image, read_image
+    from edge_sdk.runtime.images import pad_image, read_image
 
     for photo in photos:
         x, _ = pad_image(read_image(photo), bundle.padding_multiple, bundle.min_size)

@@ -27,7 +27,7 @@ def shipped_lite0():
 def real_z(model, quality=2.0):
     """ẑ of real photos (scikit-image's, inside its wheel) at two scales."""
     skimage_data = pytest.importorskip("skimage.data")
-    from edge_sdk.images import pad_image, read_image
+    from edge_sdk.runtime.images import pad_image, read_image
 
     out = []
     for image in (skimage_data.astronaut(), skimage_data.coffee(), skimage_data.chelsea()):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edge_sdk.pipeline import Decoder, Encoder
+from edge_sdk.runtime.pipeline import Decoder, Encoder
 from edge_sdk.runtime import BitstreamError, level_boundaries
 from edge_sdk.runtime.backend import BackendError
 from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend

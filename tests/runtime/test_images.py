@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_sdk.images import ImageError, pad_image, read_image, to_uint8
+from edge_sdk.runtime.images import ImageError, pad_image, read_image, to_uint8
 
 
 def gradient(h=40, w=60):
@@ -80,7 +80,7 @@ def test_padding_replicates_and_reports():
 
 
 def test_resize_short_side_float_and_uint8_agree_and_never_upscale():
-    from edge_sdk.images import resize_short_side
+    from edge_sdk.runtime.images import resize_short_side
 
     rng = np.random.default_rng(0)
     img = (rng.random((90, 150, 3)) * 255).astype(np.uint8)

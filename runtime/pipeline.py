@@ -25,22 +25,14 @@ from typing import Optional, Union
 
 import numpy as np
 
-from edge_sdk.images import DEFAULT_MAX_PIXELS, ImageInput, pad_image, read_image, resize_short_side, to_uint8
-from edge_sdk.runtime import (
-    ChunkSchedule,
-    LatentDecoder,
-    Ordering,
-    PriorMode,
-    StreamInfo,
-    encode_latent,
-    level_boundaries,
-    read_header,
-    scale_to_index,
-)
-from edge_sdk.runtime.backend import Backend, GraphSet, default_backend
-from edge_sdk.runtime.bundle import Bundle
-from edge_sdk.runtime.controller import checkpoint_levels
-from edge_sdk.runtime.errors import BitstreamError, PriorMismatchError
+from .images import DEFAULT_MAX_PIXELS, ImageInput, pad_image, read_image, resize_short_side, to_uint8
+from .bitstream import Ordering, PriorMode
+from .codec import ChunkSchedule, LatentDecoder, StreamInfo, encode_latent, level_boundaries, read_header
+from .tables import scale_to_index
+from .backend import Backend, GraphSet, default_backend
+from .bundle import Bundle
+from .controller import checkpoint_levels
+from .errors import BitstreamError, PriorMismatchError
 
 BundleLike = Union[Bundle, str, Path]
 
