@@ -25,6 +25,10 @@ import numpy as np
 ImageInput = Union[str, Path, np.ndarray]
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
 
+#: File suffixes every command treats as photos (``run``, ``calibrate``, ``eval``, ``data prepare``):
+#: whatever Pillow reads under :func:`read_image`'s policy; a GIF counts as its first frame.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
+
 
 class ImageError(ValueError):
     """The input is not an image we can use; the message says why."""
@@ -138,3 +142,15 @@ def pad_image(image: np.ndarray, multiple: int, minimum: int) -> tuple[np.ndarra
     ph, pw = padded_size(h, w, multiple, minimum)
     padded = np.pad(image, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     return np.ascontiguousarray(padded.transpose(2, 0, 1)[None]), (0, 0, ph - h, pw - w)
+
+
+def find_images(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Photo files under ``folder`` (by :data:`IMAGE_SUFFIXES`), sorted by path for determinism."""
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in Path(folder).glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """PSNR in dB between two images on the same scale (``peak`` 255 for uint8, 1.0 for [0, 1] floats)."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * math.log10(peak * peak / mse)

@@ -90,3 +90,21 @@ def test_resize_short_side_float_and_uint8_agree_and_never_upscale():
     assert as_float.dtype == np.float32 and as_float.shape == (30, 50, 3)
     assert np.abs(as_float * 255 - small.astype(np.float32)).max() <= 1.0  # same filter, rounding apart
     assert resize_short_side(img, 200) is img and resize_short_side(img, 0) is img
+
+
+def test_find_images_and_psnr(tmp_path):
+    import numpy as np
+
+    from edge_sdk.runtime.images import find_images, psnr
+
+    (tmp_path / "a").mkdir()
+    for name in ("a/x.PNG", "b.gif", "c.txt", "d.jpeg"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)] == ["a/x.PNG", "b.gif", "d.jpeg"]
+    assert [p.name for p in find_images(tmp_path, recursive=False)] == ["b.gif", "d.jpeg"]
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    assert psnr(a, b) == float("inf")
+    b[0, 0, 0] = 255  # mse = 255² / 48
+    assert abs(psnr(a, b) - 10 * np.log10(48)) < 1e-9
+    assert abs(psnr(a / 255.0, b / 255.0, peak=1.0) - psnr(a, b)) < 1e-9
