@@ -88,7 +88,7 @@ def torch_config(bundle):
     try:
         import torch
 
-        from edge_sdk.export.registry import create_model
+        from edge_sdk.export.models.registry import create_model
     except ImportError:
         return None, "torch not installed"
     model = create_model(bundle.model_name)

@@ -23,8 +23,8 @@ import time
 import numpy as np
 import torch
 
-from edge_sdk.export.registry import create_model
-from edge_sdk.export.train import TrainConfig, compute_losses, rate_lambdas, trainable_parameters
+from edge_sdk.export.models.registry import create_model
+from edge_sdk.export.training.train import TrainConfig, compute_losses, rate_lambdas, trainable_parameters
 
 CONFIGS = {
     # name: (crop, batch, channels_last, compile, threads)

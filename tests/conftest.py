@@ -33,7 +33,7 @@ def prior_of(means, kidx):
 @pytest.fixture
 def no_shipped_weights(monkeypatch, tmp_path):
     """Pretend lite0's trained weights are not installed (tests of the random-weights paths)."""
-    monkeypatch.setattr("edge_sdk.export.lite0.shipped_weights_path", lambda: tmp_path / "no-shipped-weights")
+    monkeypatch.setattr("edge_sdk.export.models.lite0.shipped_weights_path", lambda: tmp_path / "no-shipped-weights")
 
 
 
@@ -48,11 +48,11 @@ def lite0_export(tmp_path_factory):
     """
     from unittest import mock
 
-    from edge_sdk.export.exporter import prepare_model
-    from edge_sdk.export.onnx_export import export_bundle
+    from edge_sdk.export.bundle.exporter import prepare_model
+    from edge_sdk.export.bundle.onnx_export import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "lite0"
-    with mock.patch("edge_sdk.export.lite0.shipped_weights_path", lambda: out.parent / "no-shipped-weights"):
+    with mock.patch("edge_sdk.export.models.lite0.shipped_weights_path", lambda: out.parent / "no-shipped-weights"):
         model, weights, _ = prepare_model("lite0", random_weights=True)
     manifest = export_bundle(model, out, quality=2.0, weights=weights, sizes=SMALL_SIZES)
     return out, manifest, model

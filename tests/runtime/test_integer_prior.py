@@ -1,6 +1,6 @@
 """The integer prior is bit-exact: no dependence on GEMM precision, summation order or threads.
 
-Everything here is NumPy; the converter (torch) is tested in tests/export/test_integer_prior_export.py.
+Everything here is NumPy; the converter (torch) is tested in tests/export/bundle/test_integer_prior_export.py.
 """
 
 import dataclasses

@@ -2,7 +2,7 @@
 
 Builders register themselves with ``@register_model`` when their module is
 imported; ``create_model`` imports the built-in model modules lazily so that
-``import edge_sdk.export.registry`` stays cheap.
+``import edge_sdk.export.models.registry`` stays cheap.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-_BUILTIN_MODULES = ("edge_sdk.export.lite0", "edge_sdk.export.polc")
+_BUILTIN_MODULES = ("edge_sdk.export.models.lite0", "edge_sdk.export.models.polc")
 
 
 @dataclass(frozen=True)
@@ -79,5 +79,5 @@ def get_model_info(name: str) -> ModelInfo:
 
 
 def create_model(name: str, **kwargs):
-    """Build a registered model with random weights (load weights with ``edge_sdk.export.checkpoint``)."""
+    """Build a registered model with random weights (load weights with ``edge_sdk.export.models.checkpoint``)."""
     return get_model_info(name).builder(**kwargs)

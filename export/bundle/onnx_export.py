@@ -35,7 +35,7 @@ from edge_sdk.runtime.bundle import (
 )
 from edge_sdk.runtime.tables import EntropyTables, build_trit_tables, build_z_tables, scale_to_index
 
-from .base import EXPORT_PARTS, CompressedDomainModel, PartModule, PartSpec
+from ..models.base import EXPORT_PARTS, CompressedDomainModel, PartModule, PartSpec
 
 OPSET = 20
 ProgressFn = Callable[[str], None]

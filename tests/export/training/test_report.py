@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from edge_sdk.export.lite0 import Lite0Model
-from edge_sdk.export.report import level_report, pad_to_multiple
+from edge_sdk.export.models.lite0 import Lite0Model
+from edge_sdk.export.training.report import level_report, pad_to_multiple
 
 
 def test_levels_count_bytes_of_the_prefix_and_end_at_full_depth():

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import CompressedDomainModel
-from .entropy_models import gaussian_likelihood
+from ..models.base import CompressedDomainModel
+from ..models.entropy_models import gaussian_likelihood
 
 STAGES = ("codec", "prior", "adapter")
 #: POLC's bpp weights for q = 1..8 (q = 1 is the lowest rate); models with fewer
@@ -459,8 +459,8 @@ def plot_eval(eval_csv: Path, png_path: Path) -> None:
 
 def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable[[int, dict], None]] = None) -> dict:
     """Run (or resume) a training stage; returns the last logged metrics."""
-    from .checkpoint import load_checkpoint
-    from .registry import create_model
+    from ..models.checkpoint import load_checkpoint
+    from ..models.registry import create_model
 
     run = Path(config.run_dir)
     last = run / "last.pt"
@@ -482,7 +482,7 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
         if report.shape_mismatch or not report.mapped:
             raise TrainError(f"--init {config.init} does not fit {config.model}:\n{report.summary()}")
     if config.gain_spread != 1.0 and not resume:  # a resumed run's state already holds the spread rows
-        from .registry import get_model_info
+        from ..models.registry import get_model_info
 
         spread_quality_gains(model, config.gain_spread, get_model_info(config.model).default_quality)
     model.to(device)
@@ -607,8 +607,8 @@ def export_weights(run_or_checkpoint: str | Path, out: str | Path, groups: tuple
     """Write the trained groups of a run as a safetensors file (fp16 by default) for shipping."""
     from safetensors.torch import save_file
 
-    from .checkpoint import weight_group_of
-    from .registry import create_model
+    from ..models.checkpoint import weight_group_of
+    from ..models.registry import create_model
 
     path = Path(run_or_checkpoint)
     if path.is_dir():

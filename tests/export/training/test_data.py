@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_sdk.export.data import (
+from edge_sdk.export.training.data import (
     DataError,
     PhotoSource,
     dep5_licences,
@@ -165,7 +165,7 @@ def _shared_layout(root):
 def test_evaluation_sets_never_enter_a_training_set(tmp_path, monkeypatch):
     shared = _shared_layout(tmp_path / "shared_data")
     monkeypatch.setenv("EDGE_SDK_SHARED_DATA", str(shared))
-    from edge_sdk.export.data import default_protected_folders
+    from edge_sdk.export.training.data import default_protected_folders
 
     assert sorted(p.name for p in default_protected_folders()) == ["kodak", "val"]
     # the folders themselves are refused outright
@@ -192,7 +192,7 @@ def test_evaluation_sets_never_enter_a_training_set(tmp_path, monkeypatch):
 
 
 def test_near_duplicates_count_once_and_different_photos_do_not_match(tmp_path):
-    from edge_sdk.export.data import same_picture, thumbnail_fingerprints
+    from edge_sdk.export.training.data import same_picture, thumbnail_fingerprints
 
     a, b = photo(1, 300, 400), photo(2, 300, 400)
     assert same_picture(thumbnail_fingerprints(a), thumbnail_fingerprints(b)) < 0.9
@@ -208,7 +208,7 @@ def test_near_duplicates_count_once_and_different_photos_do_not_match(tmp_path):
 def test_git_mirror_photos_record_repository_commit_path_and_licence(tmp_path):
     import subprocess
 
-    from edge_sdk.export.data import find_repo_photos
+    from edge_sdk.export.training.data import find_repo_photos
 
     work = tmp_path / "work"
     (work / "set").mkdir(parents=True)
@@ -235,7 +235,7 @@ def test_git_mirror_photos_record_repository_commit_path_and_licence(tmp_path):
 
 def test_shared_evaluation_photos_are_refused_when_present():
     """On machines with ../shared/data (CI's), the real Kodak and ImageNet val folders cannot be sources."""
-    from edge_sdk.export.data import default_protected_folders, shared_data_dir
+    from edge_sdk.export.training.data import default_protected_folders, shared_data_dir
 
     root = shared_data_dir()
     if root is None or not (root / "kodak").is_dir():

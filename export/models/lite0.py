@@ -74,7 +74,7 @@ def build_efficientnet_lite0() -> nn.Module:
 
 def shipped_weights_path() -> Path:
     """lite0's trained codec and adapter, shipped inside the package (fp16 safetensors)."""
-    return Path(__file__).parent / "weights" / "lite0.safetensors"
+    return Path(__file__).parents[1] / "weights" / "lite0.safetensors"
 
 
 def lite0_imagenet_weights_path() -> Path:
@@ -135,7 +135,7 @@ class Lite0Model(CompressedDomainModel):
         return means, lower_bound(scales, SCALE_BOUND)
 
     def hyper_synthesis_layers(self, quality: float):
-        from .integer_prior import FloatHyperSynthesis, layer_from_module
+        from ..bundle.integer_prior import FloatHyperSynthesis, layer_from_module
 
         h_s = list(self.h_s)
         convs = [m for m in h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
@@ -226,7 +226,7 @@ class Lite0Model(CompressedDomainModel):
     def shipped_controller(self, quality: float):
         """``weights/lite0.controller.json`` when it was fitted on exactly the shipped weights
         file (its sha256 is recorded by ``edge-sdk calibrate --weights-file``) at ``quality``."""
-        from edge_sdk.runtime.bundle import sha256_file
+        from edge_sdk.runtime.fileio import sha256_file
         from edge_sdk.runtime.controller import Controller
 
         path = shipped_weights_path().with_name("lite0.controller.json")

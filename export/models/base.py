@@ -139,7 +139,7 @@ class CompressedDomainModel(nn.Module):
         """The hyper-synthesis as an ``integer_prior.FloatHyperSynthesis``, for the integer
         prior (``prior_mode`` INTEGER). Models whose hyper-synthesis is not a plain chain of
         convolutions and leaky ReLUs leave this unimplemented and export the float prior only."""
-        from .integer_prior import IntegerPriorUnsupported
+        from ..bundle.integer_prior import IntegerPriorUnsupported
 
         raise IntegerPriorUnsupported(
             f"{self.model_name}: its hyper-synthesis has layers the integer prior cannot convert; "

@@ -5,10 +5,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edge_sdk.export import onnx_export
-from edge_sdk.export.base import EXPORT_PARTS, PartModule
-from edge_sdk.export.checkpoint import CheckpointError, MissingWeightsError
-from edge_sdk.export.exporter import export_model, prepare_model
+from edge_sdk.export.bundle import onnx_export
+from edge_sdk.export.models.base import EXPORT_PARTS, PartModule
+from edge_sdk.export.models.checkpoint import CheckpointError, MissingWeightsError
+from edge_sdk.export.bundle.exporter import export_model, prepare_model
 from edge_sdk.runtime import LatentDecoder, StreamInfo, encode_latent, scale_to_index
 from edge_sdk.runtime.bundle import GRAPH_NAMES, Bundle
 
@@ -121,7 +121,7 @@ def test_shipped_weights_are_found_without_arguments(tmp_path, monkeypatch):
     shipped = tmp_path / "lite0.safetensors"
     save_file({k: v.half().contiguous() for k, v in donor.state_dict().items()
                if not k.startswith("task_model.") and v.is_floating_point()}, str(shipped))
-    monkeypatch.setattr("edge_sdk.export.lite0.shipped_weights_path", lambda: shipped)
+    monkeypatch.setattr("edge_sdk.export.models.lite0.shipped_weights_path", lambda: shipped)
     model, weights, _ = prepare_model("lite0")
     assert weights.random_parts == []
     assert any("shipped" in s["source"] for s in weights.sources)
@@ -176,7 +176,7 @@ def test_every_registered_polc_model_exports_at_full_size(tmp_path, name):
 
 
 def test_the_shipped_lite0_weights_fill_every_group():
-    from edge_sdk.export.lite0 import shipped_weights_path
+    from edge_sdk.export.models.lite0 import shipped_weights_path
 
     assert shipped_weights_path().is_file(), "export/weights/lite0.safetensors must ship with the package"
     assert shipped_weights_path().with_suffix(".md").is_file(), "and its model card"
@@ -207,7 +207,7 @@ def test_export_stores_a_controller_keyed_to_its_classifier(lite0_export, tmp_pa
 
 
 def test_shipped_controller_only_for_its_weights_and_quality(tmp_path, monkeypatch):
-    from edge_sdk.export import lite0
+    from edge_sdk.export.models import lite0
     from edge_sdk.runtime.bundle import sha256_file
 
     weights = tmp_path / "lite0.safetensors"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_sdk.export.attention import NeighborhoodAttention2D, neighborhood_window_indices
+from edge_sdk.export.models.attention import NeighborhoodAttention2D, neighborhood_window_indices
 
 
 def natten_window_start(index: int, length: int, radius: int) -> int:

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from edge_sdk import Decoder, Encoder
-from edge_sdk.export.base import CompressedDomainModel
-from edge_sdk.export.integer_prior import IntegerPriorUnsupported, convert_hyper_synthesis, layer_from_module
-from edge_sdk.export.onnx_export import build_entropy_tables
-from edge_sdk.export.registry import create_model
+from edge_sdk.export.models.base import CompressedDomainModel
+from edge_sdk.export.bundle.integer_prior import IntegerPriorUnsupported, convert_hyper_synthesis, layer_from_module
+from edge_sdk.export.bundle.onnx_export import build_entropy_tables
+from edge_sdk.export.models.registry import create_model
 from edge_sdk.runtime import Bundle, BundleError, PriorMismatchError, PriorMode, read_header
 from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend
 from edge_sdk.runtime.tables import scale_to_index

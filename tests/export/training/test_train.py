@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from edge_sdk.export.checkpoint import load_checkpoint
-from edge_sdk.export.data import prepare_dataset, scan_folder
-from edge_sdk.export.lite0 import Lite0Model
-from edge_sdk.export.train import (TrainConfig, TrainError, coarsen_residual, compute_losses, export_weights,
+from edge_sdk.export.models.checkpoint import load_checkpoint
+from edge_sdk.export.training.data import prepare_dataset, scan_folder
+from edge_sdk.export.models.lite0 import Lite0Model
+from edge_sdk.export.training.train import (TrainConfig, TrainError, coarsen_residual, compute_losses, export_weights,
                                    rate_lambdas, spread_quality_gains, train)
 
 
@@ -185,7 +185,7 @@ def test_gain_spread_applies_once_and_resumes_exactly(dataset, tmp_path):
 
 
 def test_eval_during_training_logs_a_kodak_style_curve_and_keeps_resume_exact(dataset, tmp_path):
-    from edge_sdk.export.train import psnr_at_bpp
+    from edge_sdk.export.training.train import psnr_at_bpp
 
     photos = tmp_path / "eval"
     photos.mkdir()
@@ -212,7 +212,7 @@ def test_eval_during_training_logs_a_kodak_style_curve_and_keeps_resume_exact(da
 
 
 def test_origins_select_the_photos_and_jitter_stays_in_range(tmp_path):
-    from edge_sdk.export.train import CropSet
+    from edge_sdk.export.training.train import CropSet
 
     src = tmp_path / "src"
     src.mkdir()

@@ -13,8 +13,8 @@ import pytest
 import timm
 import torch
 
-from edge_sdk.export.base import SCALE_BOUND, EXPORT_PARTS
-from edge_sdk.export.polc import (
+from edge_sdk.export.models.base import SCALE_BOUND, EXPORT_PARTS
+from edge_sdk.export.models.polc import (
     IGNORE_CONTEXT_MODEL,
     IGNORE_DERIVED,
     IGNORE_GAUSSIAN_CONDITIONAL,
@@ -26,7 +26,7 @@ from edge_sdk.export.polc import (
     ResViTBlock,
     ViTBlock,
 )
-from edge_sdk.export.registry import get_model_info, list_models
+from edge_sdk.export.models.registry import get_model_info, list_models
 
 LEVELS = 8
 # Asymmetric depths/heads so that a synthesis side built in the wrong order cannot load.
@@ -503,7 +503,7 @@ def test_class_names() -> None:
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_full_polc_convnext_t_runs_every_method_at_256() -> None:
-    from edge_sdk.export.registry import create_model
+    from edge_sdk.export.models.registry import create_model
 
     model = create_model("polc_convnext_t").eval()
     image = torch.rand(1, 3, 256, 256)
@@ -527,7 +527,7 @@ def test_full_polc_convnext_t_runs_every_method_at_256() -> None:
 @pytest.mark.parametrize("kind", sorted(TINY_BACKBONES))
 def test_every_part_exports_with_dynamic_size(kind: str, tmp_path) -> None:
     """The bundle exporter (the one code path users run) handles POLC: verified at two sizes."""
-    from edge_sdk.export.onnx_export import WeightsInfo, export_bundle
+    from edge_sdk.export.bundle.onnx_export import WeightsInfo, export_bundle
     from edge_sdk.runtime.bundle import Bundle
 
     model = tiny_model(kind)

@@ -20,8 +20,8 @@ import torch
 
 from edge_sdk.runtime import LatentDecoder, StreamInfo, encode_latent, level_boundaries, scale_to_index
 
-from .base import CompressedDomainModel
-from .onnx_export import build_entropy_tables
+from ..models.base import CompressedDomainModel
+from ..bundle.onnx_export import build_entropy_tables
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int) -> tuple[torch.Tensor, tuple[int, int]]:

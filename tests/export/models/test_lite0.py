@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from edge_sdk.export.base import select_quality_row
-from edge_sdk.export.lite0 import ADAPTER_CHANNELS, Lite0Model
-from edge_sdk.export.registry import create_model
+from edge_sdk.export.models.base import select_quality_row
+from edge_sdk.export.models.lite0 import ADAPTER_CHANNELS, Lite0Model
+from edge_sdk.export.models.registry import create_model
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import select_quality_row
+
 
 def conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
     """Conv with 'same'-style padding; stride 2 halves each side."""
@@ -62,8 +64,6 @@ class QualityGain(nn.Module):
         self.table = nn.Parameter((spread ** exponents).view(-1, 1).repeat(1, channels))
 
     def row(self, quality: float) -> torch.Tensor:
-        from .base import select_quality_row
-
         return select_quality_row(self.table, quality)
 
     def forward(self, x: torch.Tensor, quality: float) -> torch.Tensor:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from .checkpoint import CheckpointError, MissingWeightsError, load_checkpoint, random_groups
+from ..models.checkpoint import CheckpointError, MissingWeightsError, load_checkpoint, random_groups
 from .onnx_export import ExportError, ProgressFn, WeightsInfo, export_bundle
-from .registry import create_model, get_model_info
+from ..models.registry import create_model, get_model_info
 
 
 def prepare_model(name: str, checkpoint: Optional[str | Path] = None, random_weights: bool = False):
