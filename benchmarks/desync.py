@@ -220,7 +220,7 @@ def main() -> None:
     ap.add_argument("--prior", choices=("float", "integer", "both"), default="both")
     args = ap.parse_args()
 
-    from edge_sdk.calibration.collect import find_images, load_image_set
+    from edge_sdk.calibration.photos import find_photos, load_image_set
     from edge_sdk.runtime.bundle import Bundle
 
     bundle = Bundle.load(args.bundle)
@@ -232,7 +232,7 @@ def main() -> None:
             notes[name] = why
         else:
             configs[name] = runner
-    photos = load_image_set(find_images(args.images), short_side=args.short_side, views=args.views, seed=args.seed)
+    photos = load_image_set(find_photos(args.images), short_side=args.short_side, views=args.views, seed=args.seed)
     modes = ["float", "integer"] if args.prior == "both" else [args.prior]
     if "integer" in modes and bundle.integer_prior is None:
         sys.exit(f"{args.bundle} has no integer prior; re-export it or pass --prior float")

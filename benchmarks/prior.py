@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
 
-    from edge_sdk.calibration.collect import find_images
+    from edge_sdk.calibration.photos import find_photos
     from edge_sdk.runtime.images import pad_image, read_image, to_uint8
     from edge_sdk.runtime.pipeline import Decoder, Encoder, prior_parameters
     from edge_sdk.runtime import PriorMode
@@ -62,7 +62,7 @@ def main() -> None:
         raise SystemExit(f"{args.bundle} has no integer prior")
     backend = OnnxRuntimeBackend(device="cpu", threads=args.threads or None)
     graphs = GraphSet(bundle, backend)
-    photos = [crop_512x768(to_uint8(read_image(p))) for p in find_images(args.images)]
+    photos = [crop_512x768(to_uint8(read_image(p))) for p in find_photos(args.images)]
     if not photos:
         raise SystemExit("no images found")
     modes = {"float": PriorMode.FLOAT, "integer": PriorMode.INTEGER}

@@ -1,8 +1,15 @@
-"""edge-sdk calibration: the adaptive decoding controller's fitting and its report.
+"""edge-sdk calibration: what is fitted or measured by running a bundle over photos.
 
-``collect`` runs Algorithm 1's data collection through the real Encoder/Decoder,
-``fit`` fits the logistic-regression filter with scikit-learn, ``metrics`` holds ECE,
-Algorithm 2 on collected samples and BD-rate, ``report`` the JSON and PNGs of
-``edge-sdk calibrate``. The runtime side is ``edge_sdk.runtime.controller`` (NumPy).
-INT8 calibration data for TensorRT (issue 8) is not here yet.
+* ``controller``: the adaptive decoding controller — Algorithm 1's data collection through
+  the real Encoder/Decoder (``collect``), the logistic-regression fit (``fit``, scikit-learn),
+  its measures (``metrics``: ECE, Algorithm 2 on collected samples) and the JSON/PNG report of
+  ``edge-sdk calibrate`` (``report``). The runtime side is ``edge_sdk.runtime.controller`` (NumPy).
+* ``evaluation``: ``edge-sdk eval``'s rate–accuracy curves of the whole pipeline against JPEG,
+  WebP and the non-progressive codec (``evaluate``).
+* ``int8`` / ``verify``: TensorRT INT8 calibration images and the engine-against-ONNX check.
+* ``photos`` (which files, at what scale) and ``bdrate`` are shared by the above.
+
+Everything here builds on ``edge_sdk.runtime`` only, never on the API package or the CLI.
 """
+
+__all__: list[str] = []

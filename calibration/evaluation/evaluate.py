@@ -20,13 +20,14 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from edge_sdk.runtime.images import to_uint8
 from edge_sdk.runtime import level_boundaries, scale_to_index
 from edge_sdk.runtime.bundle import Bundle
 from edge_sdk.runtime.coders import get_coder
+from edge_sdk.runtime.fileio import atomic_file, atomic_write
+from edge_sdk.runtime.images import psnr, to_uint8
 from edge_sdk.runtime.tables import ZTables, build_z_tables
 
-from .metrics import bd_rate
+from ..bdrate import bd_rate
 
 CODECS = ("edge-sdk", "non-progressive", "jpeg", "webp")
 #: shapes, image size, quality and step of a non-progressive file: what a minimal container
@@ -57,11 +58,6 @@ class EvalSettings:
         doc = {"settings": asdict(self), "codec_id": bundle.codec_id.hex(),
                "classifier": bundle.graphs["classifier"].sha256, "version": CACHE_VERSION}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
 
 
 def load_lpips() -> Optional[Callable[[np.ndarray, np.ndarray], float]]:
@@ -113,9 +109,8 @@ class Evaluator:
     settings: EvalSettings = field(default_factory=EvalSettings)
 
     def __post_init__(self) -> None:
-        from edge_sdk.runtime.pipeline import Decoder, Encoder
-
         from edge_sdk.runtime import ChunkSchedule
+        from edge_sdk.runtime.pipeline import Decoder, Encoder
 
         self.encoder = Encoder(self.bundle, self.backend, schedule=ChunkSchedule(target_levels=self.settings.target_levels))
         self.decoder = Decoder(self.bundle, self.backend)
@@ -329,9 +324,7 @@ def evaluate(evaluator: Evaluator, images: Sequence[tuple[str, np.ndarray]], cac
                 cached = False
         if not cached:
             record = evaluator.image(name, rgb, label, allocation=(i == 0))
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record), encoding="utf-8")
-            tmp.replace(path)
+            atomic_write(path, json.dumps(record))
         record["name"] = name
         records.append(record)
         if progress:
@@ -346,14 +339,12 @@ CSV_FIELDS = ("codec", "setting", "bpp", "agreement", "accuracy", "psnr", "lpips
 def write_csv(curve_set: dict[str, list[dict]], path: Path) -> None:
     import csv
 
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for points in curve_set.values():
             for p in points:
                 writer.writerow({k: ("" if p[k] is None else p[k]) for k in CSV_FIELDS})
-    tmp.replace(path)
 
 
 def write_plots(curve_set: dict[str, list[dict]], records: Sequence[dict], folder: Path) -> list[Path]:
@@ -380,7 +371,8 @@ def write_plots(curve_set: dict[str, list[dict]], records: Sequence[dict], folde
         ax.legend()
         ax.set_title(f"{label.split(' (')[0]} vs rate, {len(records)} images")
         fig.tight_layout()
-        fig.savefig(folder / name)
+        with atomic_file(folder / name) as tmp:
+            fig.savefig(tmp)
         plt.close(fig)
         written.append(folder / name)
     alloc = next((r.get("allocation") for r in records if r.get("allocation")), None)
@@ -400,7 +392,8 @@ def write_plots(curve_set: dict[str, list[dict]], records: Sequence[dict], folde
             ax.axis("off")
         fig.colorbar(im, ax=list(axes), shrink=0.8, label="bits per latent position (all channels)")
         fig.suptitle(f"{first['name']}: where the bits go as decoding deepens", fontsize=10)
-        fig.savefig(folder / "bit_allocation.png")
+        with atomic_file(folder / "bit_allocation.png") as tmp:
+            fig.savefig(tmp)
         plt.close(fig)
         written.append(folder / "bit_allocation.png")
     return written

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from edge_sdk.runtime.controller import DEFAULT_CHECKPOINTS
+from edge_sdk.runtime.fileio import atomic_file
 
+from ..bdrate import bd_rate
 from .collect import LevelSamples
-from .metrics import (bd_rate, decide, ece_noise_floor, ece_photo_interval, expected_calibration_error, fixed_depth_curve, oracle_point,
+from .metrics import (decide, ece_noise_floor, ece_photo_interval, expected_calibration_error, fixed_depth_curve, oracle_point,
                       stream_ids)
 
 DEFAULT_TAUS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -61,9 +62,8 @@ def build_report(samples: LevelSamples, probabilities: np.ndarray, taus: Sequenc
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     return path
 
 

@@ -16,14 +16,10 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from edge_sdk.runtime.images import read_image, resize_short_side, to_uint8
 from edge_sdk.runtime import level_boundaries, logit_features
 from edge_sdk.runtime.bundle import Bundle
-
-#: the side classifiers like EfficientNet-Lite0 were trained at; photos are resized so
-#: their short side is this before encoding (0 keeps them as they are)
-DEFAULT_SHORT_SIDE = 224
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+from edge_sdk.runtime.fileio import atomic_file
+from edge_sdk.runtime.images import to_uint8
 
 
 _ARRAYS = ("group", "level", "num_levels", "bytes_used", "bytes_total", "pixels", "features", "top1", "reference",
@@ -59,10 +55,8 @@ class LevelSamples:
         return self.rows(np.isin(self.group, np.asarray(groups)))
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez_compressed(tmp, names=np.array(self.names), **{k: getattr(self, k) for k in _ARRAYS})
-        tmp.replace(path)
+        with atomic_file(path) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no suffix
+            np.savez_compressed(fh, names=np.array(self.names), **{k: getattr(self, k) for k in _ARRAYS})
 
     @classmethod
     def load(cls, path: str | Path) -> "LevelSamples":
@@ -70,44 +64,14 @@ class LevelSamples:
             return cls(names=[str(n) for n in data["names"]], **{k: data[k] for k in data.files if k != "names"})
 
 
-def image_views(image: np.ndarray, views: int, short_side: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """The whole image at ``short_side``, plus ``views - 1`` random square crops (a third
-    to all of the short side, at a random place) resized to ``short_side``.
-
-    More samples from few photos; views of one photo share its group, so grouped
-    cross-validation never fits and scores on the same photo.
-    """
-    out = [resize_short_side(image, short_side)]
-    h, w = image.shape[:2]
-    for _ in range(views - 1):
-        side = int(round(min(h, w) * rng.uniform(1 / 3, 1.0)))
-        top = int(rng.integers(0, h - side + 1))
-        left = int(rng.integers(0, w - side + 1))
-        out.append(resize_short_side(np.ascontiguousarray(image[top:top + side, left:left + side]), short_side))
-    return out
-
-
-def find_images(folders: Sequence[str | Path]) -> list[Path]:
-    paths: list[Path] = []
-    for folder in folders:
-        folder = Path(folder)
-        if folder.is_file():
-            paths.append(folder)
-            continue
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} is neither an image nor a folder")
-        paths += sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    return paths
-
-
 def collect_levels(bundle: Bundle | str | Path, images: Sequence[tuple[str, np.ndarray]], *,
                    labels: Optional[dict[str, int]] = None, backend=None,
                    progress: Optional[Callable[[str], None]] = None) -> LevelSamples:
     """Encode every image, classify it at every level, and label each level (Algorithm 1)."""
-    from edge_sdk.runtime.pipeline import Decoder, Encoder, _bundle
     from edge_sdk.runtime.backend import default_backend
+    from edge_sdk.runtime.pipeline import Decoder, Encoder
 
-    bundle = _bundle(bundle)
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
     backend = backend or default_backend()
     encoder, decoder = Encoder(bundle, backend), Decoder(bundle, backend)
     rows: dict[str, list] = {k: [] for k in ("group", "level", "num_levels", "bytes_used", "bytes_total", "pixels",
@@ -149,14 +113,3 @@ def collect_levels(bundle: Bundle | str | Path, images: Sequence[tuple[str, np.n
     arrays["features"] = arrays["features"].reshape(-1, 12).astype(np.float64)
     return LevelSamples(names=names, correct=arrays["top1"] == arrays["reference"], **arrays)
 
-
-def load_image_set(paths: Sequence[Path], *, short_side: int = DEFAULT_SHORT_SIDE, views: int = 1,
-                   seed: int = 0) -> list[tuple[str, np.ndarray]]:
-    """Images under the one reading policy of ``edge_sdk.runtime.images``, as task-scale views."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for path in paths:
-        image = to_uint8(read_image(path))
-        for k, view in enumerate(image_views(image, views, short_side, rng)):
-            out.append((path.name if views == 1 else f"{path.name}#{k}", view))
-    return out

@@ -6,10 +6,11 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_sdk.calibration.collect import LevelSamples, collect_levels
-from edge_sdk.calibration.fit import cross_validated_probabilities, fit_controller, make_estimator
-from edge_sdk.calibration.metrics import bd_rate, decide, expected_calibration_error, fixed_depth_curve, oracle_point
-from edge_sdk.calibration.report import build_report, write_plots
+from edge_sdk.calibration.controller.collect import LevelSamples, collect_levels
+from edge_sdk.calibration.controller.fit import cross_validated_probabilities, fit_controller, make_estimator
+from edge_sdk.calibration.bdrate import bd_rate
+from edge_sdk.calibration.controller.metrics import decide, expected_calibration_error, fixed_depth_curve, oracle_point
+from edge_sdk.calibration.controller.report import build_report, write_plots
 from edge_sdk.runtime.pipeline import Decoder, Encoder
 from edge_sdk.runtime import BundleError, Controller, ControllerError, FEATURE_NAMES, level_boundaries, logit_features
 from edge_sdk.runtime.bundle import Bundle, attach_controller
@@ -162,7 +163,7 @@ def test_recalibrated_controller_file_versions(tmp_path):
 
 
 def test_chosen_c_comes_from_the_grid_and_is_recorded():
-    from edge_sdk.calibration.fit import C_GRID, select_c
+    from edge_sdk.calibration.controller.fit import C_GRID, select_c
 
     train, _, _ = synthetic_samples(2000, seed=7)
     chosen = select_c(train)
@@ -173,7 +174,7 @@ def test_chosen_c_comes_from_the_grid_and_is_recorded():
 
 
 def test_photo_interval_is_a_point_when_every_photo_looks_the_same():
-    from edge_sdk.calibration.metrics import ece_photo_interval
+    from edge_sdk.calibration.controller.metrics import ece_photo_interval
 
     p = np.tile([0.1, 0.4, 0.8, 0.9], 10)
     correct = np.tile([False, True, True, False], 10)

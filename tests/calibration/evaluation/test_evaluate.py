@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from edge_sdk.calibration.evaluate import (
+from edge_sdk.calibration.evaluation.evaluate import (
     NONPROGRESSIVE_HEADER_BYTES,
     EvalSettings,
     Evaluator,

@@ -1,4 +1,4 @@
-"""Calibration and rate–accuracy measures: ECE, the controller's decisions per τ, BD-rate.
+"""The controller's measures: ECE, its decisions per τ, fixed-depth and oracle points.
 
 Definitions (``docs/controller.md`` restates them):
 
@@ -10,9 +10,7 @@ Definitions (``docs/controller.md`` restates them):
 - **Fixed-depth curve**: every image decoded to the same fraction of its levels
   (levels differ per image); mean bpp against accuracy.
 - **Controller curve**: Algorithm 2 over a sweep of τ; mean bpp against accuracy.
-- **BD-rate** (Bjøntegaard 2001) with accuracy as the quality axis: cubic fits of
-  log-rate as a function of accuracy, integrated over the accuracy range both curves
-  share; ``exp(mean difference) − 1``. Positive: the test curve needs more bytes.
+- **BD-rate** of the controller curve against the fixed-depth one: ``calibration.bdrate``.
 """
 
 from __future__ import annotations
@@ -163,40 +161,3 @@ def oracle_point(samples: LevelSamples) -> dict:
         pixels.append(samples.pixels[rows[k]])
     used, pixels = np.asarray(used, float), np.asarray(pixels, float)
     return {"bpp": float((used * 8 / pixels).mean()), "accuracy": float(np.mean(right))}
-
-
-def bd_rate(rate_ref: Sequence[float], acc_ref: Sequence[float], rate_test: Sequence[float],
-            acc_test: Sequence[float]) -> Optional[float]:
-    """Bjøntegaard delta rate (fraction) of ``test`` against ``ref`` on the accuracy axis.
-
-    Each curve is reduced to strictly increasing accuracy (keeping the lowest rate per
-    accuracy), then log-rate is fitted as a cubic in accuracy (a lower degree when fewer
-    than 4 points remain). Returns None when the curves share no accuracy range.
-    """
-    def prepare(rate, acc):
-        rate, acc = np.asarray(rate, float), np.asarray(acc, float)
-        if np.any(rate <= 0):
-            raise ValueError("rates must be positive")
-        order = np.lexsort((rate, acc))
-        acc, rate = acc[order], rate[order]
-        keep_acc, keep_rate = [], []
-        for a, r in zip(acc, rate):
-            if keep_acc and a <= keep_acc[-1] + 1e-12:
-                keep_rate[-1] = min(keep_rate[-1], r)
-                continue
-            keep_acc.append(a)
-            keep_rate.append(r)
-        return np.asarray(keep_acc), np.log(np.asarray(keep_rate))
-
-    a1, l1 = prepare(rate_ref, acc_ref)
-    a2, l2 = prepare(rate_test, acc_test)
-    if a1.size < 2 or a2.size < 2:
-        return None
-    low, high = max(a1.min(), a2.min()), min(a1.max(), a2.max())
-    if high <= low:
-        return None
-    p1 = np.polyfit(a1, l1, min(3, a1.size - 1))
-    p2 = np.polyfit(a2, l2, min(3, a2.size - 1))
-    i1, i2 = np.polyint(p1), np.polyint(p2)
-    mean_diff = ((np.polyval(i2, high) - np.polyval(i2, low)) - (np.polyval(i1, high) - np.polyval(i1, low))) / (high - low)
-    return float(np.exp(mean_diff) - 1.0)
