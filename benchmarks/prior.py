@@ -53,14 +53,13 @@ def main() -> None:
     from edge_sdk.runtime.images import pad_image, read_image, to_uint8
     from edge_sdk.runtime.pipeline import Decoder, Encoder, prior_parameters
     from edge_sdk.runtime import PriorMode
-    from edge_sdk.runtime.backend import GraphSet
+    from edge_sdk.runtime.backends import GraphSet, open_backend
     from edge_sdk.runtime.bundle import Bundle
-    from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend
 
     bundle = Bundle.load(args.bundle)
     if bundle.integer_prior is None:
         raise SystemExit(f"{args.bundle} has no integer prior")
-    backend = OnnxRuntimeBackend(device="cpu", threads=args.threads or None)
+    backend = open_backend("ort:cpu", threads=args.threads)
     graphs = GraphSet(bundle, backend)
     photos = [crop_512x768(to_uint8(read_image(p))) for p in find_photos(args.images)]
     if not photos:

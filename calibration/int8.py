@@ -5,17 +5,23 @@ decoder ŷ is the latent at *every* depth, from the prior's means (level 0) to t
 latent, so the calibration set spans decoded depths too. Every input has the profile's
 optimal shape: TensorRT 10's calibrator runs at the calibration profile's shape, and ONNX
 Runtime's quantizer does not care.
+
+The result is what ``edge_sdk.runtime.backends.tensorrt.build_engines(..., calibration=...)``
+takes: the runtime's engine builder never reads photos itself.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from edge_sdk.runtime.images import pad_image, read_image, to_uint8
 from edge_sdk.runtime import level_boundaries
-from edge_sdk.runtime.bundle import Bundle
+from edge_sdk.runtime.backends import Backend, open_backend
+from edge_sdk.runtime.backends.tensorrt import precision_plan
+from edge_sdk.runtime.bundle import GRAPH_NAMES, Bundle
+from edge_sdk.runtime.images import pad_image, read_image, to_uint8
+from edge_sdk.runtime.pipeline import Decoder, Encoder
 
 #: decoded-depth fractions whose ŷ calibrate the classifier and the synthesis
 DEPTHS = (0.0, 0.25, 0.5, 1.0)
@@ -34,18 +40,17 @@ def fit_to(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def int8_calibration_feeds(bundle: Bundle, photos: Sequence[np.ndarray], size: tuple[int, int],
-                           graphs: Sequence[str], backend=None,
+                           graphs: Sequence[str] = GRAPH_NAMES, backend: Optional[Backend] = None,
                            depths: Sequence[float] = DEPTHS) -> dict[str, list[dict[str, np.ndarray]]]:
-    """Per graph, a list of feeds (input name → float32 array) for ``graphs``."""
-    from edge_sdk.runtime.pipeline import Decoder, Encoder
-    from edge_sdk.runtime.backend import default_backend
-
+    """Per graph of ``graphs`` that an INT8 build quantizes (the hyperprior side stays FP32), a
+    list of feeds (input name → float32 array) at ``size`` (the profile's optimal (H, W))."""
+    graphs = [g for g, p in precision_plan("int8", tuple(graphs)).items() if p == "int8"]
     height, width = size
     if height % bundle.padding_multiple or width % bundle.padding_multiple:
         raise ValueError(f"calibration size {height}x{width} must be a multiple of {bundle.padding_multiple}")
     if not photos:
         raise ValueError("INT8 calibration needs photos")
-    backend = backend or default_backend("cpu")
+    backend = backend or open_backend("ort:cpu")
     encoder, decoder = Encoder(bundle, backend), Decoder(bundle, backend)
     feeds: dict[str, list[dict[str, np.ndarray]]] = {g: [] for g in graphs}
     for photo in photos:

@@ -9,22 +9,20 @@ and they must give the identical integer residual.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 
-from edge_sdk.runtime.images import pad_image, read_image, to_uint8
 from edge_sdk.runtime import BitstreamError, level_boundaries
-from edge_sdk.runtime.backend import GraphSet
+from edge_sdk.runtime.backends import Backend, GraphSet
 from edge_sdk.runtime.bundle import Bundle
+from edge_sdk.runtime.images import pad_image, psnr, read_image, to_uint8
+from edge_sdk.runtime.pipeline import Decoder, Encoder
 
 from .int8 import DEPTHS
 
 
 def _feeds(bundle: Bundle, reference: GraphSet, photos: Sequence[np.ndarray]) -> dict[str, list[dict]]:
-    from edge_sdk.runtime.pipeline import Decoder, Encoder
-
     encoder, decoder = Encoder(bundle, reference.backend), Decoder(bundle, reference.backend)
     feeds: dict[str, list[dict]] = {name: [] for name in bundle.graphs}
     for photo in photos:
@@ -49,15 +47,8 @@ def _feeds(bundle: Bundle, reference: GraphSet, photos: Sequence[np.ndarray]) ->
     return feeds
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
-
-
-def verify_backends(bundle: Bundle, reference, candidate, photos: Sequence[np.ndarray]) -> dict:
+def verify_backends(bundle: Bundle, reference: Backend, candidate: Backend, photos: Sequence[np.ndarray]) -> dict:
     """Graph-by-graph and stream-level comparison of ``candidate`` against ``reference``."""
-    from edge_sdk.runtime.pipeline import Decoder, Encoder
-
     ref, cand = GraphSet(bundle, reference), GraphSet(bundle, candidate)
     graphs = {}
     for name, feed_list in _feeds(bundle, ref, photos).items():
@@ -71,7 +62,8 @@ def verify_backends(bundle: Bundle, reference, candidate, photos: Sequence[np.nd
             if name in ("classifier", "pixel_classifier"):
                 agree.append(int(np.argmax(a["logits"])) == int(np.argmax(b["logits"])))
             if name == "synthesis":
-                psnrs.append(_psnr(a["image"], b["image"]))
+                # the synthesis outputs [0, 1] floats: PSNR of the clipped images at peak 1
+                psnrs.append(psnr(np.clip(a["image"], 0, 1), np.clip(b["image"], 0, 1), peak=1.0))
         entry = {"inputs": len(feed_list), "max_abs_diff": worst, "mean_abs_diff": float(np.mean(means))}
         if agree:
             entry["top1_agreement"] = float(np.mean(agree))

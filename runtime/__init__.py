@@ -1,6 +1,7 @@
 """edge-sdk runtime: bitstream, entropy coding and trit-plane scheduling in NumPy.
 
-This package never imports torch; ``tests/runtime/test_import.py`` proves it.
+This package never imports torch; ``tests/runtime/test_import.py`` proves it. Inference
+backends (ONNX Runtime, TensorRT) are in :mod:`edge_sdk.runtime.backends`.
 """
 
 from .bitstream import FORMAT_VERSION, Header, Ordering, PriorMode
@@ -18,12 +19,15 @@ from .codec import (
     truncate_to_level,
 )
 from .errors import (
+    BackendError,
     BitstreamError,
     BundleError,
     BundleMismatchError,
     CorruptChunkError,
     CorruptStreamError,
+    EngineMismatchError,
     ForeignStreamError,
+    PrecisionError,
     PriorMismatchError,
     TableError,
     TableMismatchError,
@@ -41,7 +45,14 @@ from .tables import (
     scale_to_index,
 )
 
+#: the SDK's version (the runtime is the bottom layer: engine keys record it)
+__version__ = "0.1.0"
+
 __all__ = [
+    "__version__",
+    "BackendError",
+    "EngineMismatchError",
+    "PrecisionError",
     "Bundle",
     "Controller",
     "ControllerError",

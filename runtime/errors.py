@@ -50,3 +50,16 @@ class BundleMismatchError(BitstreamError):
 
 class BundleError(ValueError):
     """A model bundle is missing, damaged, foreign or of an unsupported format version."""
+
+
+class BackendError(RuntimeError):
+    """An inference backend cannot be opened, load a graph or run it; the message names the
+    graph (or the backend spec) and the cause."""
+
+
+class EngineMismatchError(BackendError):
+    """A TensorRT engine does not fit this bundle, TensorRT or GPU; the message says how to rebuild."""
+
+
+class PrecisionError(RuntimeError):
+    """A graph cannot be converted to the precision asked for (FP16 / INT8 Q/DQ ONNX)."""

@@ -13,7 +13,12 @@ is chosen once; the Decoder never needs to know which one it got.
     for packet in packets:
         session.feed(packet)
         if session.ready:
-            print(session.level, session.classify().top5[0])
+            print(session.level, session.classify().top_k[0])
+
+Backends come from :func:`~edge_sdk.runtime.backends.open_backend` (``"auto"`` when none is
+given). Levels are ints from 0; ``level=DEEPEST`` asks for the deepest level the data holds.
+Timings come back with each result (``Prediction.timings_ms``, ``Encoded.timings_ms``,
+``Latent.timings_ms``); Encoder and Decoder keep no per-call state.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Final, Literal, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -29,12 +34,15 @@ from .images import DEFAULT_MAX_PIXELS, ImageInput, pad_image, read_image, resiz
 from .bitstream import Ordering, PriorMode
 from .codec import ChunkSchedule, LatentDecoder, StreamInfo, encode_latent, level_boundaries, read_header
 from .tables import scale_to_index
-from .backend import Backend, GraphSet, default_backend
+from .backends import Backend, GraphSet, open_backend
 from .bundle import Bundle
 from .controller import checkpoint_levels
 from .errors import BitstreamError, PriorMismatchError
 
 BundleLike = Union[Bundle, str, Path]
+#: ``level=DEEPEST``: the deepest level the data holds (for ``Decoder.classify``: whatever the controller says)
+DEEPEST: Final = "deepest"
+Level = Union[int, Literal["deepest"]]
 
 
 def _bundle(bundle: BundleLike) -> Bundle:
@@ -79,17 +87,27 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+class ClassScore(NamedTuple):
+    """One class of a prediction's top k: its index, its name and its softmax probability."""
+
+    index: int
+    name: str
+    probability: float
+
+
 @dataclass
 class Prediction:
     """What the compressed-domain classifier says at one decoded level."""
 
-    top5: list[tuple[int, str, float]]
+    #: the k most probable classes, most probable first (k: ``classify(k=...)``, 5 by default)
+    top_k: list[ClassScore]
     #: the level decoded (0: header and z only, the prior's means)
     level: int
     #: the stream's highest level (levels run 0..levels)
     levels: int
     bytes_used: int
     bytes_total: Optional[int]
+    #: milliseconds per stage, summed over the session so far (hyperprior, entropy_decode, classifier, ...)
     timings_ms: dict[str, float] = field(default_factory=dict)
     #: the controller's P(top-1 is correct) at this level; None without a controller
     confidence: Optional[float] = None
@@ -98,7 +116,7 @@ class Prediction:
 
     def as_dict(self) -> dict:
         out = {
-            "top5": [{"index": i, "name": n, "prob": round(p, 6)} for i, n, p in self.top5],
+            "top_k": [{"index": i, "name": n, "prob": round(p, 6)} for i, n, p in self.top_k],
             "level": self.level,
             "levels": self.levels,
             "bytes_used": self.bytes_used,
@@ -114,14 +132,32 @@ class Prediction:
 
 @dataclass
 class Latent:
-    """One image's coding inputs (``Encoder.latent``); shapes (C, H/16, W/16) and (Cz, H/64, W/64)."""
+    """One image as the entropy coder sees it (``Encoder.latent``): the arguments of
+    :func:`~edge_sdk.runtime.codec.encode_latent`, and what a :class:`~edge_sdk.runtime.codec.LatentDecoder`
+    recovers from the stream (``y`` up to the rounding of ``y - means``)."""
 
+    #: the analysis transform's output, float32 (C, H/16, W/16) of the padded image
     y: np.ndarray
+    #: the prior's means of y, same shape
     means: np.ndarray
+    #: the prior's scale of every y element, as an index into the entropy tables' scales, same shape
     scale_indices: np.ndarray
+    #: the rounded hyper-latent ẑ, int64 (Cz, H/64, W/64)
     z: np.ndarray
+    #: (height, width) of the image before padding
     image_size: tuple[int, int]
+    #: (top, bottom, left, right) padding added to reach a multiple of the bundle's padding
     padding: tuple[int, int, int, int]
+    #: milliseconds: read, analysis, hyperprior
+    timings_ms: dict[str, float]
+
+
+@dataclass
+class Encoded:
+    """A progressive stream and what making it took (``Encoder.encode_timed``)."""
+
+    data: bytes
+    #: milliseconds: read, analysis, hyperprior, entropy_encode
     timings_ms: dict[str, float]
 
 
@@ -145,11 +181,10 @@ class Encoder:
         self.short_side = short_side
         self.bundle = _bundle(bundle)
         self.prior_mode = resolve_prior_mode(self.bundle, prior)
-        self.graphs = GraphSet(self.bundle, backend or default_backend())
+        self.graphs = GraphSet(self.bundle, backend or open_backend("auto"))
         self.max_pixels = max_pixels
         self.schedule = schedule
         self.ordering = ordering
-        self.last_timings_ms: dict[str, float] = {}
 
     def latent(self, image: ImageInput) -> Latent:
         """Everything the stream is coded from: y, its means and scale indices, ẑ (numpy, no batch axis)."""
@@ -166,6 +201,11 @@ class Encoder:
         return Latent(y[0], means, kidx, z, rgb.shape[:2], padding, timings)
 
     def encode(self, image: ImageInput) -> bytes:
+        """The progressive stream of ``image``."""
+        return self.encode_timed(image).data
+
+    def encode_timed(self, image: ImageInput) -> Encoded:
+        """The progressive stream of ``image`` and the milliseconds each stage took."""
         lat = self.latent(image)
         t3 = time.perf_counter()
         info = StreamInfo(model_name=self.bundle.model_name, bundle_hash=self.bundle.codec_id,
@@ -173,8 +213,7 @@ class Encoder:
                           prior_mode=self.prior_mode)
         data = encode_latent(lat.y, lat.means, lat.scale_indices, lat.z, self.bundle.tables, info=info,
                              ordering=self.ordering, schedule=self.schedule)
-        self.last_timings_ms = {**lat.timings_ms, "entropy_encode": (time.perf_counter() - t3) * 1e3}
-        return data
+        return Encoded(data, {**lat.timings_ms, "entropy_encode": (time.perf_counter() - t3) * 1e3})
 
 
 class DecodeSession:
@@ -184,7 +223,7 @@ class DecodeSession:
         self._decoder = decoder
         self._graphs = decoder.graphs
         self._tables = decoder.bundle.tables
-        self.timings_ms: dict[str, float] = {"hyperprior": 0.0, "entropy_decode": 0.0}
+        self._timings: dict[str, float] = {"hyperprior": 0.0, "entropy_decode": 0.0}
         self._latent = LatentDecoder(self._tables, prior=self._prior, expected_bundle_hash=decoder.bundle.codec_id,
                                      max_latent_elements=decoder.max_latent_elements)
         self._cache: dict[str, tuple[int, object]] = {}
@@ -194,20 +233,28 @@ class DecodeSession:
         try:
             return prior_parameters(self._decoder.bundle, self._graphs, z, header.prior_mode)
         finally:
-            self.timings_ms["hyperprior"] += (time.perf_counter() - t) * 1e3
+            self._timings["hyperprior"] += (time.perf_counter() - t) * 1e3
 
     # --- bytes in ---------------------------------------------------------------------------
     def feed(self, data: bytes | bytearray | memoryview) -> int:
         """Take the next bytes (any split); returns the level now decodable. Raises BitstreamError."""
         t = time.perf_counter()
-        before = self.timings_ms["hyperprior"]
+        before = self._timings["hyperprior"]
         self._latent.feed(data)
-        spent = (time.perf_counter() - t) * 1e3 - (self.timings_ms["hyperprior"] - before)
-        self.timings_ms["entropy_decode"] += spent
+        spent = (time.perf_counter() - t) * 1e3 - (self._timings["hyperprior"] - before)
+        self._timings["entropy_decode"] += spent
         if self._latent.header is not None and self._latent.header.model_name != self._decoder.bundle.model_name:
             raise BitstreamError(f"stream is for model {self._latent.header.model_name!r}, "
                                  f"this decoder holds {self._decoder.bundle.model_name!r}")
         return self._latent.level
+
+    @property
+    def timings_ms(self) -> dict[str, float]:
+        """Milliseconds per stage spent by this session so far (a copy)."""
+        return dict(self._timings)
+
+    def _spent(self, stage: str, since: float) -> None:
+        self._timings[stage] = self._timings.get(stage, 0.0) + (time.perf_counter() - since) * 1e3
 
     @property
     def ready(self) -> bool:
@@ -266,7 +313,7 @@ class DecodeSession:
         t = time.perf_counter()
         y_hat = self._latent.y_hat()[None].astype(np.float32)
         logits = self._graphs.run("classifier", y_hat=y_hat)["logits"][0]
-        self.timings_ms["classifier"] = self.timings_ms.get("classifier", 0.0) + (time.perf_counter() - t) * 1e3
+        self._spent("classifier", t)
         self._cache["logits"] = (self.level, logits)
         return logits
 
@@ -282,7 +329,7 @@ class DecodeSession:
         logits = self.logits()
         t = time.perf_counter()
         p = float(controller.probability(logits))
-        self.timings_ms["controller"] = self.timings_ms.get("controller", 0.0) + (time.perf_counter() - t) * 1e3
+        self._spent("controller", t)
         self._cache["confidence"] = (self.level, p)
         return p
 
@@ -291,15 +338,16 @@ class DecodeSession:
         return self.confidence() >= threshold
 
     def classify(self, k: int = 5, threshold: Optional[float] = None) -> Prediction:
+        """The ``k`` most probable classes at the current level."""
         logits = self.logits()
         probs = softmax(logits)
         top = np.argsort(-probs, kind="stable")[:k]
         names = self._decoder.bundle.class_names
         confidence = self.confidence() if self._decoder.bundle.controller is not None else None
         return Prediction(
-            top5=[(int(i), names[i] if i < len(names) else str(i), float(probs[i])) for i in top],
+            top_k=[ClassScore(int(i), names[i] if i < len(names) else str(i), float(probs[i])) for i in top],
             level=self.level, levels=self.num_levels or 0, bytes_used=self.bytes_used,
-            bytes_total=self.stream_size, timings_ms=dict(self.timings_ms), confidence=confidence,
+            bytes_total=self.stream_size, timings_ms=self.timings_ms, confidence=confidence,
             threshold=threshold)
 
     def decoded_bits(self) -> np.ndarray:
@@ -324,7 +372,7 @@ class DecodeSession:
         t = time.perf_counter()
         y_hat = self._latent.y_hat()[None].astype(np.float32)
         image = self._graphs.run("synthesis", y_hat=y_hat)["image"][0].transpose(1, 2, 0)
-        self.timings_ms["synthesis"] = self.timings_ms.get("synthesis", 0.0) + (time.perf_counter() - t) * 1e3
+        self._spent("synthesis", t)
         if out is None:
             return to_uint8(image[:h, :w])
         if not image.flags.writeable:
@@ -341,32 +389,34 @@ class Decoder:
     def __init__(self, bundle: BundleLike, backend: Optional[Backend] = None, *,
                  max_latent_elements: int = 1 << 24):
         self.bundle = _bundle(bundle)
-        self.graphs = GraphSet(self.bundle, backend or default_backend())
+        self.graphs = GraphSet(self.bundle, backend or open_backend("auto"))
         self.max_latent_elements = max_latent_elements
 
     def session(self) -> DecodeSession:
         return DecodeSession(self)
 
-    def _session_at(self, data: bytes, level: Optional[int]) -> DecodeSession:
+    def _session_at(self, data: bytes, level: Optional[Level]) -> DecodeSession:
         session = self.session()
         data = bytes(data)
-        if level is None or level == -1:
+        if level is None or level == DEEPEST:
             session.feed(data)
         else:
             ends = level_boundaries(data)
-            if not 0 <= level < len(ends):
-                raise ValueError(f"level must lie in 0..{len(ends) - 1} (or -1: the deepest the data holds)")
+            if isinstance(level, str) or not 0 <= level < len(ends):
+                raise ValueError(f"level must lie in 0..{len(ends) - 1} or be DEEPEST (the deepest the data "
+                                 f"holds), got {level!r}")
             if ends[level] > len(data):
                 raise BitstreamError(f"level {level} needs {ends[level]} bytes; the data holds {len(data)}")
             session.feed(data[: ends[level]])
         session._require_ready()
         return session
 
-    def classify(self, data: bytes, threshold: Optional[float] = None, level: Optional[int] = None,
+    def classify(self, data: bytes, threshold: Optional[float] = None, level: Optional[Level] = None,
                  checkpoints: Optional[int] = None) -> Prediction:
         """Classify from the latent, decoding as little of ``data`` as the answer needs.
 
-        - ``level`` given: exactly that level (``-1``: the deepest level ``data`` holds).
+        - ``level`` given: exactly that level (``DEEPEST``: the deepest level ``data`` holds,
+          whatever a controller would say).
         - otherwise, with a controller in the bundle (``edge-sdk calibrate``): Algorithm 2
           of PICM-Net. Levels are decoded in order and, at ``checkpoints`` levels spread
           over the stream's bytes (``checkpoint_levels``; 0: every level; default: the
@@ -401,8 +451,8 @@ class Decoder:
         session._require_ready()
         return session.classify(threshold=tau)
 
-    def reconstruct(self, data: bytes, level: Optional[int] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
-        """uint8 RGB image at ``level`` (default: the deepest level the data holds), into ``out`` if given."""
+    def reconstruct(self, data: bytes, level: Optional[Level] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """uint8 RGB image at ``level`` (default, or ``DEEPEST``: the deepest level the data holds), into ``out`` if given."""
         return self._session_at(data, level).reconstruct(out)
 
     @staticmethod

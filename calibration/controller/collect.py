@@ -68,11 +68,11 @@ def collect_levels(bundle: Bundle | str | Path, images: Sequence[tuple[str, np.n
                    labels: Optional[dict[str, int]] = None, backend=None,
                    progress: Optional[Callable[[str], None]] = None) -> LevelSamples:
     """Encode every image, classify it at every level, and label each level (Algorithm 1)."""
-    from edge_sdk.runtime.backend import default_backend
+    from edge_sdk.runtime.backends import open_backend
     from edge_sdk.runtime.pipeline import Decoder, Encoder
 
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-    backend = backend or default_backend()
+    backend = backend or open_backend("auto")
     encoder, decoder = Encoder(bundle, backend), Decoder(bundle, backend)
     rows: dict[str, list] = {k: [] for k in ("group", "level", "num_levels", "bytes_used", "bytes_total", "pixels",
                                               "features", "top1", "reference")}

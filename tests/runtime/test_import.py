@@ -10,8 +10,8 @@ LIGHT_SIDES = {
     "runtime": ("edge_sdk, edge_sdk.runtime, edge_sdk.runtime.codec, edge_sdk.runtime.coders",
                 ("torch", "torchvision", "timm", "scipy", "onnx")),
     # a Jetson builds and runs engines with TensorRT and ONNX but no torch
-    "engine side": ("edge_sdk.runtime.integer_prior, edge_sdk.runtime.engine_cache, edge_sdk.runtime.trt_backend, "
-                    "edge_sdk.export.engine, edge_sdk.export.precision, edge_sdk.cli",
+    "engine side": ("edge_sdk.runtime.integer_prior, edge_sdk.runtime.backends, edge_sdk.runtime.backends.ort, "
+                    "edge_sdk.runtime.backends.tensorrt, edge_sdk.calibration.int8, edge_sdk.cli",
                     ("torch", "torchvision", "timm")),
 }
 

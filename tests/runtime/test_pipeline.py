@@ -3,16 +3,15 @@
 import numpy as np
 import pytest
 
-from edge_sdk.runtime.pipeline import Decoder, Encoder
-from edge_sdk.runtime import BitstreamError, level_boundaries
-from edge_sdk.runtime.backend import BackendError
-from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend
+from edge_sdk.runtime.pipeline import DEEPEST, Decoder, Encoder
+from edge_sdk.runtime import BackendError, BitstreamError, level_boundaries
+from edge_sdk.runtime.backends import open_backend
 
 
 @pytest.fixture(scope="module")
 def codec(lite0_export):
     out, _, _ = lite0_export
-    backend = OnnxRuntimeBackend(device="cpu", threads=2)
+    backend = open_backend("ort:cpu", threads=2)
     return Encoder(out, backend), Decoder(out, backend)
 
 
@@ -32,19 +31,22 @@ def test_round_trip_every_level(codec, photo):
         # zero-length chunks (an empty escape chunk) share their end with the level before
         assert pred.level >= level and ends[pred.level] == ends[level]
         assert pred.bytes_used == ends[level] and pred.bytes_total == len(data)
-        probs = [p for *_, p in pred.top5]
+        probs = [c.probability for c in pred.top_k]
         assert len(probs) == 5 and all(0 < p <= 1 for p in probs) and sum(probs) <= 1 + 1e-6
-        assert pred.top5[0][2] >= pred.top5[-1][2]
+        assert pred.top_k[0].probability >= pred.top_k[-1].probability
     image = dec.reconstruct(data)
     assert image.shape == photo.shape and image.dtype == np.uint8
     full = dec.classify(data)
     assert full.level == full.levels == len(ends) - 1
-    assert set(enc.last_timings_ms) == {"read", "analysis", "hyperprior", "entropy_encode"}
+    assert dec.classify(data, level=DEEPEST).level == full.level
+    encoded = enc.encode_timed(photo)
+    assert encoded.data == data
+    assert set(encoded.timings_ms) == {"read", "analysis", "hyperprior", "entropy_encode"}
 
 
 def test_encoder_resizes_to_the_classifier_scale(lite0_export, photo):
     out, _, _ = lite0_export
-    backend = OnnxRuntimeBackend(device="cpu", threads=2)
+    backend = open_backend("ort:cpu", threads=2)
     data = Encoder(out, backend, short_side=64).encode(photo)  # photo is 150 x 200
     assert Decoder.describe(data)["image_size"] == [64, 85]
     assert Decoder(out, backend).reconstruct(data).shape == (64, 85, 3)
@@ -81,7 +83,7 @@ def test_streaming_matches_whole_stream(codec, photo):
     assert session.complete and not session.needs_more
     assert levels_seen == sorted(levels_seen)
     np.testing.assert_array_equal(session.reconstruct(), dec.reconstruct(data))
-    assert session.classify().top5 == dec.classify(data).top5
+    assert session.classify().top_k == dec.classify(data).top_k
 
 
 def test_truncated_and_corrupt_streams(codec, photo):
@@ -123,7 +125,7 @@ def test_stream_of_another_bundle_is_refused(codec, photo, tmp_path, lite0_expor
     (other / "manifest.json").write_text(json.dumps(manifest))
     data = codec[0].encode(photo)
     with pytest.raises(BitstreamError, match="bundle"):
-        Decoder(Bundle.load(other), OnnxRuntimeBackend(device="cpu")).classify(data)
+        Decoder(Bundle.load(other), open_backend("ort:cpu")).classify(data)
 
 
 def test_threshold_without_controller_is_an_explicit_error(codec, photo):
@@ -138,4 +140,4 @@ def test_backend_refuses_unavailable_cuda():
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this machine has CUDA")
     with pytest.raises(BackendError, match="CUDA"):
-        OnnxRuntimeBackend(device="cuda")
+        open_backend("ort:cuda")

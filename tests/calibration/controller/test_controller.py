@@ -15,7 +15,7 @@ from edge_sdk.runtime.pipeline import Decoder, Encoder
 from edge_sdk.runtime import BundleError, Controller, ControllerError, FEATURE_NAMES, level_boundaries, logit_features
 from edge_sdk.runtime.bundle import Bundle, attach_controller
 from edge_sdk.runtime.controller import checkpoint_levels
-from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend
+from edge_sdk.runtime.backends import open_backend
 
 
 def reference_features(z):
@@ -269,7 +269,7 @@ def photos():
 
 
 def test_collect_labels_every_level(bundle_copy, photos):
-    backend = OnnxRuntimeBackend(device="cpu", threads=2)
+    backend = open_backend("ort:cpu", threads=2)
     samples = collect_levels(bundle_copy, photos[:2], backend=backend)
     enc = Encoder(bundle_copy, backend)
     for g, (name, image) in enumerate(photos[:2]):
@@ -283,7 +283,7 @@ def test_collect_labels_every_level(bundle_copy, photos):
 
 
 def test_decoder_stops_where_the_controller_says(bundle_copy, photos):
-    backend = OnnxRuntimeBackend(device="cpu", threads=2)
+    backend = open_backend("ort:cpu", threads=2)
     bundle = Bundle.load(bundle_copy)
     samples = collect_levels(bundle, photos, backend=backend)
     samples.correct = samples.level >= samples.num_levels // 2  # any mix of outcomes fits

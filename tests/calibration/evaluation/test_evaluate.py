@@ -20,7 +20,7 @@ from edge_sdk.calibration.evaluation.evaluate import (
 )
 from edge_sdk.cli import app
 from edge_sdk.runtime import Bundle, level_boundaries
-from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend
+from edge_sdk.runtime.backends import open_backend
 
 SETTINGS = EvalSettings(depth_points=4, nonprogressive_steps=2, jpeg_qualities=(10, 90), webp_qualities=(10, 90),
                         lpips=False)
@@ -37,7 +37,7 @@ def tiny_images():
 @pytest.fixture(scope="module")
 def evaluator(lite0_export):
     out, _, _ = lite0_export
-    return Evaluator(Bundle.load(out), OnnxRuntimeBackend(device="cpu", threads=1), SETTINGS)
+    return Evaluator(Bundle.load(out), open_backend("ort:cpu", threads=1), SETTINGS)
 
 
 @pytest.fixture(scope="module")

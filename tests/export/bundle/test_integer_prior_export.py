@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from edge_sdk import Decoder, Encoder
+from edge_sdk import DEEPEST, Decoder, Encoder
 from edge_sdk.export.models.base import CompressedDomainModel
 from edge_sdk.export.bundle.integer_prior import IntegerPriorUnsupported, convert_hyper_synthesis, layer_from_module
 from edge_sdk.export.bundle.onnx_export import build_entropy_tables
 from edge_sdk.export.models.registry import create_model
 from edge_sdk.runtime import Bundle, BundleError, PriorMismatchError, PriorMode, read_header
-from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend
+from edge_sdk.runtime.backends import open_backend
 from edge_sdk.runtime.tables import scale_to_index
 
 
@@ -95,11 +95,11 @@ def photo():
 def test_integer_streams_decode_alike_on_differently_configured_backends(lite0_export, photo):
     out, _, _ = lite0_export
     bundle = Bundle.load(out)
-    data = Encoder(bundle, OnnxRuntimeBackend(device="cpu", threads=1)).encode(photo)
+    data = Encoder(bundle, open_backend("ort:cpu", threads=1)).encode(photo)
     assert read_header(data).prior_mode == PriorMode.INTEGER
     decoded = []
     for threads in (1, 2):
-        session = Decoder(bundle, OnnxRuntimeBackend(device="cpu", threads=threads)).session()
+        session = Decoder(bundle, open_backend("ort:cpu", threads=threads)).session()
         session.feed(data)
         assert session.complete
         decoded.append(session._latent.y_hat())
@@ -109,10 +109,10 @@ def test_integer_streams_decode_alike_on_differently_configured_backends(lite0_e
 def test_float_prior_is_still_available_and_modes_are_checked(lite0_export, photo):
     out, _, _ = lite0_export
     bundle = Bundle.load(out)
-    backend = OnnxRuntimeBackend(device="cpu")
+    backend = open_backend("ort:cpu")
     data = Encoder(bundle, backend, prior="float").encode(photo)
     assert read_header(data).prior_mode == PriorMode.FLOAT
-    assert Decoder(bundle, backend).classify(data, level=-1).level > 0
+    assert Decoder(bundle, backend).classify(data, level=DEEPEST).level > 0
     with pytest.raises(ValueError, match="prior must be one of"):
         Encoder(bundle, backend, prior="fixed")
 

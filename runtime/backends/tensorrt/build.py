@@ -1,19 +1,21 @@
 """``edge-sdk build``: TensorRT engines from a bundle's ONNX graphs (torch-free; runs on a Jetson).
 
 * TensorRT 10 (JetPack 6): the FP32 ONNX, ``BuilderFlag.FP16`` / ``INT8``, and for INT8 an
-  entropy calibrator fed by ``calibration.int8`` with a calibration cache next to the
-  engines.
+  entropy calibrator over the calibration feeds the caller passes in, with a calibration
+  cache next to the engines.
 * TensorRT 11: strongly typed networks; the precision is converted into the ONNX first
-  (``export.precision``: FP16 with float32 I/O, or symmetric Q/DQ INT8).
-* The hyperprior graphs stay FP32 at every precision (``runtime.engine_cache.FP32_GRAPHS``).
+  (:mod:`.precision`: FP16 with float32 I/O, or symmetric Q/DQ INT8 calibrated on the same feeds).
+* The hyperprior graphs stay FP32 at every precision (:data:`.precision.FP32_GRAPHS`).
 * One optimisation profile per graph for the padded image sizes asked for (min/opt/max), a
   timing cache shared by the builds, progress through ``IProgressMonitor``, and after each
   build the engine inspector must show the precision asked for (TensorRT 11 built FP32
   engines silently when the old flags were used: rf-detr #1453).
 
-``convert_only=True`` writes the precision-converted ONNX files without TensorRT: the
-export-host half of the TensorRT 11 path, and what ``edge-sdk verify --backend onnx`` runs
-under ONNX Runtime. **Not run with TensorRT yet** (docs/tensorrt.md).
+INT8 calibration data is an argument: per graph, an iterable of feeds (input name → float32
+array) at the profile's optimal shape; ``edge_sdk.calibration.int8.int8_calibration_feeds``
+makes them from real photos. ``convert_only=True`` writes the precision-converted ONNX files
+without TensorRT: the export-host half of the TensorRT 11 path, and what ``edge-sdk verify
+--backend onnx`` runs under ONNX Runtime. **Not run with TensorRT yet** (docs/tensorrt.md).
 """
 
 from __future__ import annotations
@@ -21,38 +23,53 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from edge_sdk import __version__
-from edge_sdk.runtime.backend import BackendError
-from edge_sdk.runtime.bundle import GRAPH_NAMES, Bundle
-from edge_sdk.runtime.engine_cache import (
-    EngineDir,
-    EngineKey,
-    atomic_write,
-    explain_tensorrt_error,
-)
-from edge_sdk.runtime.trt_backend import (
-    DEFAULT_PROFILE_SIZES,
-    build_strategy,
-    current_device,
-    make_logger,
-    precision_plan,
-    profile_shapes,
-    rebuild_command,
-    tensorrt_module,
-)
-
-from .precision import convert_fp16, quantize_int8
+from ... import __version__
+from ...bundle import GRAPH_NAMES, Bundle, GraphInfo
+from ...errors import BackendError
+from ...fileio import atomic_write
+from .api import build_strategy, current_device, make_logger, tensorrt_module
+from .cache import EngineDir, EngineKey, explain_tensorrt_error
+from .cuda import CudaRuntime
+from .precision import converted_onnx, precision_plan
 
 ProgressFn = Callable[[str], None]
+#: per graph, the INT8 calibration inputs: feeds (input name -> float32 array)
+CalibrationFeeds = Mapping[str, Iterable[dict[str, np.ndarray]]]
+#: padded image sizes (height, width) of the default shape profile: min, opt, max
+DEFAULT_PROFILE_SIZES = ((64, 64), (512, 768), (2048, 2048))
 TIMING_CACHE = "timing.cache"
-CONVERTED_SUFFIX = ".onnx"
 WORKSPACE_BYTES = 2 << 30
 #: the layer precisions the engine inspector reports, by what was asked for
 EXPECTED_TYPES = {"fp16": ("half", "fp16"), "int8": ("int8",)}
+
+
+def _dim(value: int | str, height: int, width: int) -> int:
+    if isinstance(value, int):
+        return value
+    text = str(value).replace(" ", "")
+    base, _, div = text.partition("/")
+    if base not in ("H", "W"):
+        raise ValueError(f"cannot resolve dimension {value!r}")
+    side = height if base == "H" else width
+    return side // int(div) if div else side
+
+
+def profile_shapes(graph: GraphInfo, sizes=DEFAULT_PROFILE_SIZES) -> dict[str, list[list[int]]]:
+    """min/opt/max shape of every input for padded image sizes ``sizes`` (from the manifest's
+    symbolic dims such as ``H/16``)."""
+    out = {}
+    for spec in graph.inputs:
+        out[spec.name] = [[_dim(d, h, w) for d in spec.shape] for h, w in sizes]
+    return out
+
+
+def rebuild_command(bundle: Bundle | None, engine_dir: Path, precision: str) -> str:
+    where = bundle.path if bundle is not None else "BUNDLE"
+    return f"edge-sdk build --bundle {where} --precision {precision} --out {engine_dir}"
 
 
 def layer_precision_counts(inspector_json: str) -> dict[str, int]:
@@ -81,28 +98,15 @@ def precision_took_effect(precision: str, counts: dict[str, int]) -> bool:
     return any(counts.get({"half": "fp16"}.get(t, t), 0) > 0 for t in EXPECTED_TYPES[precision])
 
 
-def converted_onnx(bundle: Bundle, graph: str, precision: str, folder: Path,
-                   calibration: Optional[Sequence[dict[str, np.ndarray]]] = None,
-                   calibration_method: str = "minmax") -> tuple[Path, str]:
-    """The ONNX TensorRT parses for ``graph`` at ``precision``: the bundle's (FP32), or an FP16 /
-    Q/DQ copy written into ``folder``. Returns (path, sha256)."""
-    source = bundle.graph_path(graph)
-    if precision == "fp32":
-        return source, bundle.graphs[graph].sha256
-    target = folder / f"{graph}.{precision}{CONVERTED_SUFFIX}"
-    tmp = target.with_name(f".{target.name}.tmp")
-    digest = (convert_fp16(source, tmp) if precision == "fp16"
-              else quantize_int8(source, tmp, calibration or [], calibration_method))
-    tmp.replace(target)
-    return target, digest
-
-
 def build_engines(bundle: Bundle, out_dir: str | Path, precision: str, *,
                   sizes=DEFAULT_PROFILE_SIZES, graphs: Sequence[str] = GRAPH_NAMES,
-                  calibration_photos: Sequence[np.ndarray] = (), convert_only: bool = False,
+                  calibration: Optional[CalibrationFeeds] = None, convert_only: bool = False,
                   optimization_level: int = 3, calibration_method: str = "minmax",
                   progress: Optional[ProgressFn] = None) -> EngineDir:
-    """Build (or, with ``convert_only``, only convert) every graph; returns the engine folder."""
+    """Build (or, with ``convert_only``, only convert) every graph; returns the engine folder.
+
+    ``calibration``: for every graph built in INT8, its calibration feeds (see the module
+    docstring); required when ``precision`` is int8."""
     step = progress or (lambda _m: None)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -117,16 +121,11 @@ def build_engines(bundle: Bundle, out_dir: str | Path, precision: str, *,
         strategy = build_strategy(device.tensorrt_version)
     else:
         strategy = "strongly-typed"  # the conversion TensorRT 11 needs
-    calibration = {}
-    if "int8" in plan.values():
-        if not calibration_photos:
-            raise BackendError("INT8 needs real calibration photos (--calib-images DIR); random calibration data "
-                               "gives engines whose accuracy means nothing")
-        from edge_sdk.calibration.int8 import int8_calibration_feeds
-
-        step("INT8 calibration data")
-        calibration = int8_calibration_feeds(bundle, calibration_photos, sizes[1],
-                                             [g for g, p in plan.items() if p == "int8"])
+    calibration = dict(calibration or {})
+    uncalibrated = [g for g, p in plan.items() if p == "int8" and not calibration.get(g)]
+    if uncalibrated:
+        raise BackendError(f"INT8 needs real calibration photos (--calib-images DIR) for {', '.join(uncalibrated)}: "
+                           "random calibration data gives engines whose accuracy means nothing")
     for graph in graphs:
         p = plan[graph]
         profile = profile_shapes(bundle.graphs[graph], sizes)
@@ -158,7 +157,7 @@ def build_engines(bundle: Bundle, out_dir: str | Path, precision: str, *,
 
 
 def _build(trt, onnx_path: Path, key: EngineKey, strategy: str, folder: Path,
-           calibration: Optional[Sequence[dict[str, np.ndarray]]], step: ProgressFn,
+           calibration: Optional[Iterable[dict[str, np.ndarray]]], step: ProgressFn,
            rebuild: str) -> tuple[bytes, dict[str, int]]:
     logger = make_logger(trt)
     builder = trt.Builder(logger)
@@ -225,10 +224,8 @@ def _progress_monitor(trt, step: ProgressFn, graph: str):
     return Monitor()
 
 
-def _entropy_calibrator(trt, feeds: Sequence[dict[str, np.ndarray]], cache_path: Path):
+def _entropy_calibrator(trt, feeds: Iterable[dict[str, np.ndarray]], cache_path: Path):
     """TensorRT 10's INT8 calibrator over ``feeds`` (batch 1), caching its table at ``cache_path``."""
-    from edge_sdk.runtime.trt_backend import CudaRuntime
-
     cuda = CudaRuntime()
 
     class Calibrator(trt.IInt8EntropyCalibrator2):

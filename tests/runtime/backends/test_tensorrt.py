@@ -1,26 +1,24 @@
-"""Everything around TensorRT that runs without it: keys, cache, profiles, plans, error mapping."""
+"""Everything around TensorRT that runs without it: keys, cache, profiles, plans, error mapping,
+and the runner's activate/run/deactivate life cycle on a fake TensorRT and CUDA."""
 
 import dataclasses
 import json
 
 import pytest
 
-from edge_sdk.runtime.backend import BackendError
-from edge_sdk.runtime.bundle import GraphInfo, TensorSpec
-from edge_sdk.runtime.engine_cache import (
+from edge_sdk.runtime.backends.tensorrt.api import build_strategy
+from edge_sdk.runtime.backends.tensorrt.build import layer_precision_counts, precision_took_effect, profile_shapes
+from edge_sdk.runtime.backends.tensorrt.cache import (
     DeviceInfo,
     EngineDir,
     EngineKey,
-    EngineMismatchError,
     default_cache_dir,
     differences,
     explain_tensorrt_error,
 )
-from edge_sdk.runtime.trt_backend import (
-    build_strategy,
-    precision_plan,
-    profile_shapes,
-)
+from edge_sdk.runtime.backends.tensorrt.precision import precision_plan
+from edge_sdk.runtime.bundle import GraphInfo, TensorSpec
+from edge_sdk.runtime.errors import BackendError, EngineMismatchError
 
 ORIN = DeviceInfo("Orin", "8.7", "10.3.0")
 
@@ -137,14 +135,14 @@ def test_tensorrt_backend_says_how_to_install_tensorrt(tmp_path):
         pytest.skip("TensorRT is installed here")
     except ImportError:
         pass
-    from edge_sdk.runtime.trt_backend import TensorRTBackend
+    from edge_sdk.runtime.backends import open_backend
 
     with pytest.raises(BackendError, match="TensorRT is not installed.*edge-sdk\\[trt\\]"):
-        TensorRTBackend(tmp_path)
+        open_backend(f"trt:{tmp_path}")
 
 
 def test_cuda_runtime_without_a_gpu_raises_a_clear_error():
-    from edge_sdk.runtime.trt_backend import CudaRuntime
+    from edge_sdk.runtime.backends.tensorrt.cuda import CudaRuntime
 
     try:
         cuda = CudaRuntime()
@@ -160,8 +158,6 @@ def test_cuda_runtime_without_a_gpu_raises_a_clear_error():
 
 
 def test_inspector_layer_types_are_counted():
-    from edge_sdk.export.engine import layer_precision_counts, precision_took_effect
-
     info = json.dumps({"Layers": [
         {"Name": "conv1", "Outputs": [{"Name": "a", "Format/Datatype": "Half format with 8 channel vectors"}]},
         {"Name": "conv2", "Outputs": [{"Name": "b", "Format/Datatype": "Int8 NC32HW32"}]},

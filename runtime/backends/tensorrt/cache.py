@@ -1,4 +1,4 @@
-"""TensorRT engine identity, on-disk cache and error mapping (pure Python; no TensorRT needed).
+"""TensorRT engine identity, on-disk engine cache and error mapping (pure Python; no TensorRT needed).
 
 An engine is valid only for the exact ONNX it was built from, the TensorRT version that
 built it, the GPU model and compute capability, the precision and the shape profile
@@ -19,20 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .backend import BackendError
+from ...errors import EngineMismatchError
+from ...fileio import atomic_write, sha256_file
+from .precision import PRECISIONS
 
 ENGINE_MANIFEST = "engines.json"
 ENGINE_FORMAT = "edge-sdk-engines"
 ENGINE_FORMAT_VERSION = 1
-PRECISIONS = ("fp32", "fp16", "int8")
-#: graphs whose outputs must not move: they decide what the encoder writes or (float prior)
-#: how a stream is parsed; they are built in FP32 whatever precision is asked for
-FP32_GRAPHS = ("analysis", "hyper_analysis", "hyper_synthesis")
-
-
-class EngineMismatchError(BackendError):
-    """An engine does not fit this bundle, TensorRT or GPU; the message says how to rebuild."""
-
 
 @dataclass(frozen=True)
 class DeviceInfo:
@@ -100,24 +93,6 @@ def differences(recorded: EngineKey, wanted: EngineKey) -> list[str]:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-
-
 def default_cache_dir() -> Path:
     """``$EDGE_SDK_CACHE``, else ``$XDG_CACHE_HOME/edge-sdk`` (``~/.cache/edge-sdk``), + ``/engines``."""
     root = os.environ.get("EDGE_SDK_CACHE") or os.path.join(
@@ -158,7 +133,7 @@ class EngineDir:
         doc = {"format": ENGINE_FORMAT, "format_version": ENGINE_FORMAT_VERSION,
                "bundle_codec_id": self.bundle_codec_id, "profile_sizes": self.profile_sizes,
                "engines": self.entries}
-        atomic_write(self.root / ENGINE_MANIFEST, (json.dumps(doc, indent=1) + "\n").encode())
+        atomic_write(self.root / ENGINE_MANIFEST, json.dumps(doc, indent=1) + "\n")
 
     def store(self, key: EngineKey, engine: bytes, extra: Optional[dict[str, Any]] = None) -> Path:
         """Write the engine, then the manifest entry naming its sha256 (each atomically)."""
@@ -186,7 +161,7 @@ class EngineDir:
         path = self.root / name
         if not name or Path(name).name != name or not path.is_file():
             return [f"{path} is missing"]
-        if _sha256(path) != entry.get("sha256"):
+        if sha256_file(path) != entry.get("sha256"):
             return [f"{path.name} does not match its sha256: damaged or replaced"]
         return []
 

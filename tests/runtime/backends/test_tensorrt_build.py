@@ -6,13 +6,12 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
+from edge_sdk.calibration.int8 import int8_calibration_feeds
 from edge_sdk.calibration.verify import verify_backends
 from edge_sdk.cli import app
-from edge_sdk.export.engine import build_engines
-from edge_sdk.runtime import Bundle
-from edge_sdk.runtime.backend import BackendError, GraphSet
-from edge_sdk.runtime.engine_cache import EngineDir
-from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend
+from edge_sdk.runtime import BackendError, Bundle
+from edge_sdk.runtime.backends import GraphSet, open_backend
+from edge_sdk.runtime.backends.tensorrt import EngineDir, build_engines
 
 SIZES = ((64, 64), (128, 128), (256, 256))
 
@@ -30,8 +29,8 @@ def bundle(lite0_export):
 
 def converted_backend(folder):
     entries = EngineDir.open(folder).entries
-    return OnnxRuntimeBackend(device="cpu", threads=1,
-                              graph_files={g: folder / e["onnx"] for g, e in entries.items() if e.get("onnx")})
+    return open_backend("ort:cpu", threads=1,
+                        graph_files={g: folder / e["onnx"] for g, e in entries.items() if e.get("onnx")})
 
 
 def test_fp16_copies_keep_float32_io_and_track_fp32(bundle, photos, tmp_path):
@@ -44,7 +43,7 @@ def test_fp16_copies_keep_float32_io_and_track_fp32(bundle, photos, tmp_path):
     io_types = {v.type.tensor_type.elem_type for v in list(model.graph.input) + list(model.graph.output)}
     assert io_types == {onnx.TensorProto.FLOAT}
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
-    fp32, fp16 = GraphSet(bundle, OnnxRuntimeBackend(device="cpu", threads=1)), GraphSet(bundle, converted_backend(tmp_path))
+    fp32, fp16 = GraphSet(bundle, open_backend("ort:cpu", threads=1)), GraphSet(bundle, converted_backend(tmp_path))
     from edge_sdk.runtime.images import pad_image, read_image
 
     for photo in photos:
@@ -60,8 +59,11 @@ def test_int8_refuses_to_run_without_real_calibration_photos(bundle, tmp_path):
 
 
 def test_int8_copies_are_symmetric_qdq(bundle, photos, tmp_path):
-    engines = build_engines(bundle, tmp_path, "int8", sizes=SIZES, convert_only=True, calibration_photos=photos,
-                            graphs=("classifier", "hyper_synthesis"))
+    graphs = ("classifier", "hyper_synthesis")
+    calibration = int8_calibration_feeds(bundle, photos, SIZES[1], graphs)
+    assert set(calibration) == {"classifier"}  # the hyperprior side stays FP32: nothing to calibrate
+    engines = build_engines(bundle, tmp_path, "int8", sizes=SIZES, convert_only=True, calibration=calibration,
+                            graphs=graphs)
     assert engines.entries["hyper_synthesis"]["onnx"] is None
     model = onnx.load(str(tmp_path / engines.entries["classifier"]["onnx"]))
     quant = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
@@ -78,7 +80,7 @@ def test_int8_copies_are_symmetric_qdq(bundle, photos, tmp_path):
 
 def test_verify_compares_graphs_and_crosses_streams(bundle, photos, tmp_path):
     build_engines(bundle, tmp_path, "fp16", sizes=SIZES, convert_only=True, graphs=("classifier", "synthesis"))
-    report = verify_backends(bundle, OnnxRuntimeBackend(device="cpu", threads=1), converted_backend(tmp_path), photos)
+    report = verify_backends(bundle, open_backend("ort:cpu", threads=1), converted_backend(tmp_path), photos)
     graphs = report["graphs"]
     assert graphs["hyper_synthesis"]["max_abs_diff"] == 0.0  # not converted: the same ONNX
     assert graphs["classifier"]["inputs"] == 4 * len(photos) and 0 < graphs["classifier"]["max_abs_diff"] < 1
