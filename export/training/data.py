@@ -32,7 +32,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
@@ -40,6 +39,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
+
+from edge_sdk.runtime.fileio import atomic_directory
+from edge_sdk.runtime.images import IMAGE_SUFFIXES, find_images, read_image, to_uint8
 
 DATASET_VERSION = 2
 
@@ -53,11 +55,8 @@ DEBIAN_PHOTO_SETS = (
      "EveningGlow,FallenLeaf,Grey,Kite,OneStandsOut,Path,summer_1am}/contents/images/2560x1600.jpg", ()),
 )
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
-
-
 #: Photo sets in public git repositories, read from local bare mirrors (one folder per repository,
-#: ``owner+name/repo`` as the search tool's fetch lays them out, or ``owner+name`` or ``owner/name``).
+#: laid out as ``owner+name/repo``, ``owner+name`` or ``owner/name``).
 #: (repository, path prefixes, licence). Kodak copies in these repositories (``kodak/``,
 #: ``kodak_highres/``) are deliberately not listed; the protected-photo check would drop them anyway.
 REPO_PHOTO_SETS = (
@@ -164,7 +163,7 @@ def shared_data_dir() -> Optional[Path]:
     env = os.environ.get("EDGE_SDK_SHARED_DATA")
     if env:
         return Path(env)
-    for base in (Path(__file__).resolve().parents[2], Path.cwd().resolve().parent, Path.cwd().resolve()):
+    for base in (Path(__file__).resolve().parents[3], Path.cwd().resolve().parent, Path.cwd().resolve()):
         if (base / "shared" / "data").is_dir():
             return base / "shared" / "data"
     return None
@@ -289,18 +288,11 @@ def find_wheel_photos() -> list[PhotoSource]:
 
 
 def scan_folder(folder: Path, licence: str = "unknown", split: str = "auto") -> list[PhotoSource]:
-    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    return [PhotoSource(str(p), licence, "", f"folder:{folder}", split) for p in paths]
-
-
-def sha256_of(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return [PhotoSource(str(p), licence, "", f"folder:{folder}", split) for p in find_images(folder)]
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
     """uint8 RGB (H, W, 3) under the one image policy of ``edge_sdk.runtime.images`` (EXIF, alpha, 16-bit)."""
-    from edge_sdk.runtime.images import read_image, to_uint8
-
     return to_uint8(read_image(path))
 
 
@@ -318,9 +310,8 @@ def protected_fingerprints(folders: Sequence[Path]) -> list[tuple[str, np.ndarra
     """(path, fingerprints) of every photo in the protected folders."""
     out = []
     for folder in folders:
-        for p in sorted(Path(folder).rglob("*")):
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-                out.append((str(p), thumbnail_fingerprints(load_rgb(p))))
+        for p in find_images(folder):
+            out.append((str(p), thumbnail_fingerprints(load_rgb(p))))
     return out
 
 
@@ -409,9 +400,7 @@ def prepare_dataset(
         if digest not in seen:
             seen.add(digest)
             unique.append((digest, s))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         (tmp / "train").mkdir()
         (tmp / "val").mkdir()
         from PIL import Image
@@ -481,12 +470,6 @@ def prepare_dataset(
         (tmp / "crops.json").write_text(json.dumps({"crop": crop, "crops": crops}) + "\n")
         (tmp / "dataset.json").write_text(json.dumps(manifest, indent=1) + "\n")
         step("write")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

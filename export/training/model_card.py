@@ -1,9 +1,11 @@
-"""Write the model card that ships next to a model's weights (``export/weights/<name>.md``)."""
+"""Write the model card that ships next to a model's weights (``export/weights/<name>.md`` and ``.json``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from edge_sdk.runtime.fileio import atomic_write
 
 
 def _table(summary: list[dict]) -> list[str]:
@@ -36,10 +38,7 @@ def write_model_card(path: str | Path, *, name: str, runs: list[dict], dataset: 
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     lines += ["Raw figures: `" + Path(path).with_suffix(".json").name + "`.", ""]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     compact = [{**rep, "per_photo": {n: rows[-1] for n, rows in rep["per_photo"].items()}} for rep in reports]
     for target, text in ((path, "\n".join(lines)),
                          (path.with_suffix(".json"), json.dumps({"runs": runs, "reports": compact}, indent=1) + "\n")):
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
+        atomic_write(target, text)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from edge_sdk.runtime import LatentDecoder, StreamInfo, encode_latent, level_boundaries, scale_to_index
+from edge_sdk.runtime.images import find_images
 
 from ..models.base import CompressedDomainModel
 from ..bundle.onnx_export import build_entropy_tables
@@ -101,11 +102,13 @@ def held_out_photos(dataset_dir: str | Path, max_side: int = 768, short_side: in
     that scale is far less certain, so agreement there measures noise); otherwise the
     long side is capped at ``max_side``.
     """
-    from .data import IMAGE_SUFFIXES, downscale, load_rgb
+    from .data import downscale, load_rgb
 
     root = Path(folder) if folder is not None else Path(dataset_dir, "val")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder of held-out photos")
     photos = []
-    for path in sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+    for path in find_images(root, recursive=False):
         img = load_rgb(path)
         factor = min(img.shape[:2]) / short_side if short_side > 0 else max(img.shape[:2]) / max_side
         photos.append((path.stem, downscale(img, factor) if factor > 1 else img))

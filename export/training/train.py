@@ -33,6 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edge_sdk.runtime.fileio import atomic_file
+from edge_sdk.runtime.images import find_images
+
 from ..models.base import CompressedDomainModel
 from ..models.entropy_models import gaussian_likelihood
 
@@ -335,9 +338,9 @@ def compute_losses(model, x, quality: float, lam: float, config: TrainConfig, lp
 
 def load_eval_photos(folder: str | Path, limit: int = 0) -> list[tuple[str, np.ndarray]]:
     """(name, uint8 RGB) of the photos in ``folder``, sorted by name; the first ``limit`` if > 0."""
-    from .data import IMAGE_SUFFIXES, load_rgb
+    from .data import load_rgb
 
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = find_images(folder, recursive=False)
     if limit:
         paths = paths[:limit]
     if not paths:
@@ -385,12 +388,6 @@ def psnr_at_bpp(points: list[dict], bpp: float) -> Optional[float]:
     return None
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def plot_curves(log_path: Path, png_path: Path) -> None:
     """Loss curves from log.csv (matplotlib, Agg)."""
     import matplotlib
@@ -415,10 +412,9 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = png_path.with_name(png_path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_file(png_path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, png_path)
 
 
 def plot_eval(eval_csv: Path, png_path: Path) -> None:
@@ -451,10 +447,9 @@ def plot_eval(eval_csv: Path, png_path: Path) -> None:
     right.set_ylabel("PSNR at 0.5 bpp (dB)")
     right.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = png_path.with_name(png_path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_file(png_path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, png_path)
 
 
 def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable[[int, dict], None]] = None) -> dict:
@@ -588,12 +583,13 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
             if progress:
                 progress(step, metrics)
             if step % config.checkpoint_every == 0 or step == config.steps:
-                _save_atomic({
-                    "config": asdict(config), "step": step, "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict() if aux_opt else None,
-                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "trained_seconds": trained_seconds,
-                }, last)
+                with atomic_file(last) as tmp:
+                    torch.save({
+                        "config": asdict(config), "step": step, "model": model.state_dict(),
+                        "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict() if aux_opt else None,
+                        "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                        "trained_seconds": trained_seconds,
+                    }, tmp)
                 plot_curves(log_path, run / "curves.png")
             if eval_photos and step % config.eval_every == 0:
                 evaluate()
@@ -625,10 +621,9 @@ def export_weights(run_or_checkpoint: str | Path, out: str | Path, groups: tuple
         elif weight_group_of(model, key) in groups:
             tensors[key] = value.contiguous()
     meta = {"model": state["config"]["model"], "step": str(state["step"]), "groups": ",".join(groups)}
-    tmp = Path(str(out) + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600; shipped weights are ordinary files
-    os.replace(tmp, out)
+    with atomic_file(out) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # the temporary is 0600; shipped weights are ordinary files
     return {"tensors": len(tensors), "bytes": Path(out).stat().st_size, **meta}
