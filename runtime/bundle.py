@@ -1,47 +1,38 @@
 """The model bundle: a directory of ONNX graphs plus ``manifest.json``; torch-free loader.
 
-The manifest is the contract between the exporter (``edge_sdk.export``) and every runtime
-(ONNX Runtime here, TensorRT later): graph files with their sha256 and tensor names, the
-image convention, class names, and the entropy tables in exact integers (z CDFs) or in the
-parameters that rebuild them (trit tables, checked against the exporter's digest).
+The manifest (its schema: ``manifest.Manifest``) is the contract between the exporter
+(``edge_sdk.export.bundle``) and every backend: graph files with their sha256 and tensor
+names, the image convention, class names, and the entropy tables in exact integers (z CDFs)
+or in the parameters that rebuild them (trit tables, checked against the exporter's digest).
 ``docs/bundle.md`` documents every field.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from . import fileio
 from .controller import Controller, ControllerError
 from .errors import BundleError, TableError
 from .integer_prior import IntegerPrior
+from .manifest import BUNDLE_FORMAT, BUNDLE_VERSION, GRAPH_NAMES, Manifest, SidecarEntry, TensorSpec
 from .tables import EntropyTables, TritTables, ZTables, build_trit_tables
 
-BUNDLE_FORMAT = "edge-sdk-bundle"
-BUNDLE_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 CONTROLLER_FILE = "controller.json"
 INTEGER_PRIOR_FILE = "integer_prior.npz"
-#: Every bundle has these graphs; the Decoder needs the first four, evaluation the last.
-GRAPH_NAMES = ("analysis", "hyper_analysis", "hyper_synthesis", "classifier", "synthesis", "pixel_classifier")
 #: The graphs a stream depends on: changing any of them makes old streams decode wrongly.
 CODEC_GRAPHS = ("analysis", "hyper_analysis", "hyper_synthesis", "synthesis")
 #: Export fails when ONNX Runtime and torch differ by more than this on any output.
 MAX_ABS_DIFF = 1e-3
 _MAX_MANIFEST_BYTES = 64 << 20
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def codec_id(model_name: str, quality: float, graph_sha256: dict[str, str], tables_digest: bytes,
@@ -113,14 +104,6 @@ def entropy_from_manifest(section: dict[str, Any]) -> EntropyTables:
 
 
 @dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    #: ints for fixed dims, strings such as "H/16" for dims that follow the image size.
-    shape: tuple[int | str, ...]
-    dtype: str = "float32"
-
-
-@dataclass(frozen=True)
 class GraphInfo:
     name: str
     path: Path
@@ -135,12 +118,11 @@ class Bundle:
     """A validated bundle directory. ``Bundle.load(path)`` refuses damaged or foreign ones."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     graphs: dict[str, GraphInfo]
     tables: EntropyTables
     class_names: list[str]
     codec_id: bytes
-    extra: dict[str, Any] = field(default_factory=dict)
     #: the adaptive-decoding controller (``edge-sdk calibrate``), when the bundle has one
     controller: Optional[Controller] = None
     #: the bit-exact hyper-synthesis for ``prior_mode`` INTEGER (docs/prior.md), when the model has one
@@ -148,31 +130,31 @@ class Bundle:
 
     @property
     def model_name(self) -> str:
-        return self.manifest["model"]["name"]
+        return self.manifest.model.name
 
     @property
     def quality(self) -> float:
-        return float(self.manifest["model"]["quality"])
+        return self.manifest.model.quality
 
     @property
     def padding_multiple(self) -> int:
-        return int(self.manifest["image"]["padding_multiple"])
+        return self.manifest.image.padding_multiple
 
     @property
     def min_size(self) -> int:
-        return int(self.manifest["image"]["min_size"])
+        return self.manifest.image.min_size
 
     @property
     def latent_channels(self) -> int:
-        return int(self.manifest["model"]["latent_channels"])
+        return self.manifest.model.latent_channels
 
     @property
     def random_weights(self) -> bool:
-        return bool(self.manifest["weights"]["random_parts"])
+        return self.manifest.random_weights
 
     @property
     def random_parts(self) -> list[str]:
-        return list(self.manifest["weights"]["random_parts"])
+        return list(self.manifest.weights.random_parts)
 
     def graph_path(self, name: str) -> Path:
         return self.graphs[name].path
@@ -183,106 +165,86 @@ class Bundle:
         if not root.is_dir():
             raise BundleError(f"{root} is not a bundle directory (expected a folder with {MANIFEST_NAME})")
         manifest_path = root / MANIFEST_NAME
-        if not manifest_path.is_file():
-            raise BundleError(f"{root} has no {MANIFEST_NAME}: not an edge-sdk bundle")
-        if manifest_path.stat().st_size > _MAX_MANIFEST_BYTES:
-            raise BundleError(f"{manifest_path} is larger than {_MAX_MANIFEST_BYTES >> 20} MiB: not a bundle manifest")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BundleError(f"{manifest_path} is not valid JSON ({exc}): damaged bundle") from exc
-        if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-            raise BundleError(f"{manifest_path} is not an edge-sdk bundle manifest (format field missing or foreign)")
-        version = manifest.get("format_version")
-        if version != BUNDLE_VERSION:
-            raise BundleError(f"{root} uses bundle format version {version!r}; this edge-sdk reads version {BUNDLE_VERSION}")
-        try:
-            graphs = {}
-            for name in GRAPH_NAMES:
-                entry = manifest["graphs"][name]
-                file_path = root / entry["file"]
-                if Path(entry["file"]).name != entry["file"]:
-                    raise BundleError(f"graph {name}: file name {entry['file']!r} must not contain a directory")
-                if not file_path.is_file():
-                    raise BundleError(f"graph {name}: {file_path} is missing")
-                if verify_hashes:
-                    digest = sha256_file(file_path)
-                    if digest != entry["sha256"]:
-                        raise BundleError(
-                            f"graph {name}: {file_path.name} has sha256 {digest[:16]}…, the manifest says "
-                            f"{entry['sha256'][:16]}…: the file was damaged or replaced"
-                        )
-                graphs[name] = GraphInfo(
-                    name=name,
-                    path=file_path,
-                    sha256=entry["sha256"],
-                    inputs=tuple(TensorSpec(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in entry["inputs"]),
-                    outputs=tuple(TensorSpec(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in entry["outputs"]),
-                    max_abs_diff=float(entry["max_abs_diff"]),
-                )
-            tables = entropy_from_manifest(manifest["entropy"])
-            classes = manifest["classes"]
-            if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-                raise BundleError("manifest classes must be a list of strings")
-            recorded_id = bytes.fromhex(manifest["codec_id"])
-            for key in ("name", "quality", "latent_channels", "hyper_channels"):
-                manifest["model"][key]
-            for key in ("padding_multiple", "min_size"):
-                int(manifest["image"][key])
-            manifest["weights"]["random_parts"]
-        except BundleError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"{manifest_path} lacks or garbles a required field ({exc!r}): damaged bundle") from exc
-        integer_prior, prior_sha = _load_integer_prior(root, manifest, tables, verify_hashes)
-        computed = codec_id(manifest["model"]["name"], manifest["model"]["quality"],
+        manifest = read_manifest(root)
+        graphs = {}
+        for name, entry in manifest.graphs.items():
+            file_path = root / entry.file
+            if not file_path.is_file():
+                raise BundleError(f"graph {name}: {file_path} is missing")
+            if verify_hashes:
+                digest = fileio.sha256_file(file_path)
+                if digest != entry.sha256:
+                    raise BundleError(
+                        f"graph {name}: {file_path.name} has sha256 {digest[:16]}…, the manifest says "
+                        f"{entry.sha256[:16]}…: the file was damaged or replaced"
+                    )
+            graphs[name] = GraphInfo(name=name, path=file_path, sha256=entry.sha256, inputs=entry.inputs,
+                                     outputs=entry.outputs, max_abs_diff=entry.max_abs_diff)
+        tables = entropy_from_manifest(manifest.entropy)
+        integer_prior = _load_integer_prior(root, manifest, tables, verify_hashes)
+        prior_sha = manifest.integer_prior.sha256 if manifest.integer_prior else None
+        computed = codec_id(manifest.model.name, manifest.model.quality,
                             {n: g.sha256 for n, g in graphs.items()}, tables.digest, prior_sha)
-        if computed != recorded_id:
+        if computed.hex() != manifest.codec_id.lower():
             raise BundleError(f"{manifest_path}: codec_id does not match the graphs, tables and prior it names: "
                               "damaged bundle")
         controller = _load_controller(root, manifest, graphs["classifier"].sha256, verify_hashes)
-        return cls(path=root, manifest=manifest, graphs=graphs, tables=tables, class_names=classes, codec_id=computed,
-                   controller=controller, integer_prior=integer_prior)
+        return cls(path=root, manifest=manifest, graphs=graphs, tables=tables, class_names=list(manifest.classes),
+                   codec_id=computed, controller=controller, integer_prior=integer_prior)
 
 
-def _sidecar(root: Path, manifest: dict[str, Any], field_name: str, verify_hashes: bool) -> Optional[tuple[Path, str]]:
-    """(path, sha256) of an optional file the manifest names under ``field_name``, checked."""
-    entry = manifest.get(field_name)
+def read_manifest(bundle_dir: str | Path) -> Manifest:
+    """The checked :class:`Manifest` of a bundle folder (graph files and hashes are ``Bundle.load``'s)."""
+    root = Path(bundle_dir)
+    manifest_path = root / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise BundleError(f"{root} has no {MANIFEST_NAME}: not an edge-sdk bundle")
+    if manifest_path.stat().st_size > _MAX_MANIFEST_BYTES:
+        raise BundleError(f"{manifest_path} is larger than {_MAX_MANIFEST_BYTES >> 20} MiB: not a bundle manifest")
+    try:
+        doc = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{manifest_path} is not valid JSON ({exc}): damaged bundle") from exc
+    try:
+        return Manifest.from_dict(doc)
+    except BundleError as exc:
+        raise BundleError(f"{manifest_path}: {exc}") from exc
+
+
+def write_manifest(bundle_dir: str | Path, manifest: Manifest) -> Path:
+    """Write ``manifest.json`` atomically, in the layout every edge-sdk has written."""
+    path = Path(bundle_dir) / MANIFEST_NAME
+    fileio.atomic_write(path, json.dumps(manifest.to_dict(), indent=1) + "\n")
+    return path
+
+
+def _sidecar(root: Path, entry: Optional[SidecarEntry], field_name: str, verify_hashes: bool) -> Optional[Path]:
+    """The path of an optional file the manifest names under ``field_name``, checked."""
     if entry is None:
         return None
-    try:
-        name, digest = entry["file"], entry["sha256"]
-    except (KeyError, TypeError) as exc:
-        raise BundleError(f"manifest {field_name} entry is damaged ({exc!r})") from exc
-    path = root / name
-    if Path(name).name != name or not path.is_file():
-        raise BundleError(f"{field_name.replace('_', ' ')} file {name!r} is missing from {root}")
-    if verify_hashes and sha256_file(path) != digest:
+    path = root / entry.file
+    if not path.is_file():
+        raise BundleError(f"{field_name.replace('_', ' ')} file {entry.file!r} is missing from {root}")
+    if verify_hashes and fileio.sha256_file(path) != entry.sha256:
         raise BundleError(f"{path.name} does not match its sha256 in the manifest: damaged or replaced")
-    return path, digest
+    return path
 
 
-def _load_integer_prior(root: Path, manifest: dict[str, Any], tables: EntropyTables,
-                        verify_hashes: bool) -> tuple[Optional[IntegerPrior], Optional[str]]:
-    found = _sidecar(root, manifest, "integer_prior", verify_hashes)
-    if found is None:
-        return None, None
-    path, digest = found
-    try:
-        channels = int(manifest["model"]["latent_channels"]), int(manifest["model"]["hyper_channels"])
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"manifest model channel counts are not integers ({exc})") from exc
-    prior = IntegerPrior.load(path).validate(num_scales=tables.trit.num_scales, latent_channels=channels[0],
-                                                  hyper_channels=channels[1])
-    return prior, digest
-
-
-def _load_controller(root: Path, manifest: dict[str, Any], classifier_sha256: str,
-                     verify_hashes: bool) -> Optional[Controller]:
-    found = _sidecar(root, manifest, "controller", verify_hashes)
-    if found is None:
+def _load_integer_prior(root: Path, manifest: Manifest, tables: EntropyTables,
+                        verify_hashes: bool) -> Optional[IntegerPrior]:
+    path = _sidecar(root, manifest.integer_prior, "integer_prior", verify_hashes)
+    if path is None:
         return None
-    path, _ = found
+    return IntegerPrior.load(path).validate(num_scales=tables.trit.num_scales,
+                                            latent_channels=manifest.model.latent_channels,
+                                            hyper_channels=manifest.model.hyper_channels)
+
+
+def _load_controller(root: Path, manifest: Manifest, classifier_sha256: str,
+                     verify_hashes: bool) -> Optional[Controller]:
+    path = _sidecar(root, manifest.controller, "controller", verify_hashes)
+    if path is None:
+        return None
     try:
         controller = Controller.load(path)
     except ControllerError as exc:
@@ -300,10 +262,7 @@ def attach_controller(bundle_dir: str | Path, controller: Controller) -> Path:
     root = Path(bundle_dir)
     path = root / CONTROLLER_FILE
     controller.save(path)
-    manifest_path = root / MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    manifest["controller"] = {"file": CONTROLLER_FILE, "sha256": sha256_file(path)}
-    tmp = manifest_path.with_name(f".{MANIFEST_NAME}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(manifest_path)
+    manifest = read_manifest(root)
+    write_manifest(root, dataclasses.replace(manifest, controller=SidecarEntry(CONTROLLER_FILE,
+                                                                              fileio.sha256_file(path))))
     return path

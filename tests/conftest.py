@@ -44,7 +44,7 @@ SMALL_SIZES = ((64, 64), (128, 192))
 def lite0_export(tmp_path_factory):
     """lite0 with random codec/adapter (real Lite0 backbone), exported once at small sizes.
 
-    Returns (bundle dir, manifest, the torch model that was exported).
+    Returns (bundle dir, its ``Manifest``, the torch model that was exported).
     """
     from unittest import mock
 

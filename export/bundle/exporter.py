@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from edge_sdk.runtime.manifest import Manifest
+
 from ..models.checkpoint import CheckpointError, MissingWeightsError, load_checkpoint, random_groups
-from .onnx_export import ExportError, ProgressFn, WeightsInfo, export_bundle
 from ..models.registry import create_model, get_model_info
+from .onnx_export import ExportError, ProgressFn, WeightsInfo, export_bundle
 
 
 def prepare_model(name: str, checkpoint: Optional[str | Path] = None, random_weights: bool = False):
@@ -57,8 +59,8 @@ def export_model(
     force: bool = False,
     sizes: Optional[tuple[tuple[int, int], ...]] = None,
     progress: Optional[ProgressFn] = None,
-) -> dict:
-    """Export the registered model ``name`` to a bundle at ``out_dir``; returns the manifest."""
+) -> Manifest:
+    """Export the registered model ``name`` to a bundle at ``out_dir``; returns its manifest."""
     info = get_model_info(name)
     q = float(info.default_quality if quality is None else quality)
     if not min(info.qualities) <= q <= max(info.qualities):

@@ -4,16 +4,15 @@ Every graph is exported with the dynamo exporter (the TorchScript one is depreca
 dynamic height and width, then run in ONNX Runtime at two image sizes — the traced one and
 a different, non-square one, which proves the dynamic dims really are dynamic — and
 compared with torch on realistic inputs (each graph is fed what the previous one produced).
-The bundle directory appears atomically: it is written under a temporary name and renamed.
+The bundle directory appears atomically (``runtime.fileio.atomic_directory``); its
+``manifest.json`` is a ``runtime.manifest.Manifest``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
-import json
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,19 +22,28 @@ import numpy as np
 import torch
 
 from edge_sdk.runtime.bundle import (
-    BUNDLE_FORMAT,
-    BUNDLE_VERSION,
     GRAPH_NAMES,
     INTEGER_PRIOR_FILE,
-    MANIFEST_NAME,
     MAX_ABS_DIFF,
+    attach_controller,
     codec_id,
     entropy_to_manifest,
-    sha256_file,
+    read_manifest,
+    write_manifest,
+)
+from edge_sdk.runtime.fileio import atomic_directory, sha256_file
+from edge_sdk.runtime.manifest import (
+    GraphEntry,
+    ImageSection,
+    Manifest,
+    ModelSection,
+    SidecarEntry,
+    TensorSpec,
+    WeightsSection,
 )
 from edge_sdk.runtime.tables import EntropyTables, build_trit_tables, build_z_tables, scale_to_index
 
-from ..models.base import EXPORT_PARTS, CompressedDomainModel, PartModule, PartSpec
+from ..models.base import EXPORT_PARTS, SCALE_BOUND, CompressedDomainModel, PartModule, PartSpec
 
 OPSET = 20
 ProgressFn = Callable[[str], None]
@@ -141,7 +149,7 @@ def _versions() -> dict[str, str]:
     import onnx
     import onnxruntime
 
-    from edge_sdk import __version__
+    from edge_sdk.runtime import __version__
 
     return {"edge_sdk": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__, "opset": str(OPSET)}
@@ -158,7 +166,7 @@ def export_bundle(
     force: bool = False,
     progress: Optional[ProgressFn] = None,
     controller=None,
-) -> dict:
+) -> Manifest:
     """Export every part of ``model`` at ``quality`` into the bundle directory ``out_dir``.
 
     ``controller`` (a ``runtime.Controller`` fitted for these weights) is stored in the
@@ -176,12 +184,7 @@ def export_bundle(
             raise ExportError(f"size {h}x{w} is not a multiple of {model.padding_multiple} of at least {model.min_input_size}")
     step = progress or (lambda _msg: None)
     model = model.eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a bundle is a normal folder
-    try:
+    with atomic_directory(out) as tmp:
         refs = [_reference_inputs(model, quality, h, w, seed=i) for i, (h, w) in enumerate(sizes)]
         shapes = _tensor_shapes(model)
         graphs = {}
@@ -193,75 +196,49 @@ def export_bundle(
             diff = max(_max_abs_diff(path, module, _part_input(spec, r)) for r in refs)
             if not np.isfinite(diff) or diff > MAX_ABS_DIFF:
                 raise ExportError(f"{spec.name}: ONNX Runtime differs from torch by {diff:.3g} (limit {MAX_ABS_DIFF})")
-            graphs[spec.name] = {
-                "file": path.name,
-                "sha256": sha256_file(path),
-                "bytes": path.stat().st_size,
-                "inputs": [{"name": n, "shape": shapes["y" if spec.name in ("classifier", "synthesis") else spec.input_kind],
-                            "dtype": "float32"} for n in spec.inputs],
-                "outputs": [{"name": n, "shape": shapes[_OUTPUT_KIND[n]], "dtype": "float32"} for n in spec.outputs],
-                "max_abs_diff": diff,
-                "verified_sizes": [list(s) for s in sizes],
-            }
+            input_kind = "y" if spec.name in ("classifier", "synthesis") else spec.input_kind
+            graphs[spec.name] = GraphEntry(
+                file=path.name,
+                sha256=sha256_file(path),
+                bytes=path.stat().st_size,
+                inputs=tuple(TensorSpec(n, tuple(shapes[input_kind])) for n in spec.inputs),
+                outputs=tuple(TensorSpec(n, tuple(shapes[_OUTPUT_KIND[n]])) for n in spec.outputs),
+                max_abs_diff=diff,
+                verified_sizes=tuple((int(h), int(w)) for h, w in sizes),
+            )
         step("entropy tables")
         tables = build_entropy_tables(model)
         step("integer prior")
         integer_prior = _write_integer_prior(model, quality, tables, refs, tmp)
-        manifest = {
-            "format": BUNDLE_FORMAT,
-            "format_version": BUNDLE_VERSION,
-            "model": {
-                "name": model.model_name,
-                "description": description,
-                "quality": float(quality),
-                "num_qualities": int(model.num_qualities),
-                "latent_channels": int(model.latent_channels),
-                "hyper_channels": int(model.hyper_channels),
-                "num_classes": int(model.num_classes),
-            },
-            "weights": {"random_parts": list(weights.random_parts), "sources": weights.sources},
-            "image": {
-                "layout": "NCHW",
-                "color": "RGB",
-                "dtype": "float32",
-                "range": [0.0, 1.0],
-                "padding_multiple": int(model.padding_multiple),
-                "min_size": int(model.min_input_size),
-                "backbone_normalization": model.normalization,
-            },
-            "quantization": {
-                "y": "residual = round(y - means), y_hat = means + residual",
-                "z": "z_hat = round(z); hyper_analysis already subtracts the prior's medians",
-                "scale_bound": 0.11,
-            },
-            "graphs": graphs,
-            "entropy": entropy_to_manifest(tables),
-            **({"integer_prior": integer_prior} if integer_prior else {}),
-            "classes": model.class_names(),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "exporter": _versions(),
-        }
-        manifest["codec_id"] = codec_id(
-            model.model_name, quality, {n: g["sha256"] for n, g in graphs.items()}, tables.digest,
-            integer_prior["sha256"] if integer_prior else None,
-        ).hex()
         if sorted(graphs) != sorted(GRAPH_NAMES):
             raise ExportError(f"exported graphs {sorted(graphs)} differ from the bundle format's {sorted(GRAPH_NAMES)}")
+        manifest = Manifest(
+            model=ModelSection(name=model.model_name, description=description, quality=float(quality),
+                               num_qualities=int(model.num_qualities), latent_channels=int(model.latent_channels),
+                               hyper_channels=int(model.hyper_channels), num_classes=int(model.num_classes)),
+            weights=WeightsSection(random_parts=tuple(weights.random_parts), sources=tuple(weights.sources)),
+            image=ImageSection(padding_multiple=int(model.padding_multiple), min_size=int(model.min_input_size),
+                               backbone_normalization=dict(model.normalization)),
+            quantization={
+                "y": "residual = round(y - means), y_hat = means + residual",
+                "z": "z_hat = round(z); hyper_analysis already subtracts the prior's medians",
+                "scale_bound": SCALE_BOUND,
+            },
+            graphs=graphs,
+            entropy=entropy_to_manifest(tables),
+            integer_prior=integer_prior,
+            classes=tuple(model.class_names()),
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            exporter=_versions(),
+            codec_id=codec_id(model.model_name, quality, {n: g.sha256 for n, g in graphs.items()}, tables.digest,
+                              integer_prior.sha256 if integer_prior else None).hex(),
+        )
         step("write bundle")
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        write_manifest(tmp, manifest)
         if controller is not None:
-            import dataclasses
-
-            from edge_sdk.runtime.bundle import attach_controller
-
-            attach_controller(tmp, dataclasses.replace(controller,
-                                                       classifier_sha256=manifest["graphs"]["classifier"]["sha256"]))
-            manifest = json.loads((tmp / MANIFEST_NAME).read_text(encoding="utf-8"))
+            attach_controller(tmp, dataclasses.replace(controller, classifier_sha256=graphs["classifier"].sha256))
+            manifest = read_manifest(tmp)
         (tmp / "README.md").write_text(_bundle_readme(manifest), encoding="utf-8")
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -272,7 +249,7 @@ MIN_INDEX_AGREEMENT = 0.99
 
 @torch.no_grad()
 def _write_integer_prior(model: CompressedDomainModel, quality: float, tables: EntropyTables, refs: list[dict],
-                         folder: Path) -> Optional[dict]:
+                         folder: Path) -> Optional[SidecarEntry]:
     """Convert the hyper-synthesis to the integer prior (prior_mode INTEGER) and check it
     against the float one; None when the model's hyper-synthesis does not convert."""
     from .integer_prior import (
@@ -303,31 +280,19 @@ def _write_integer_prior(model: CompressedDomainModel, quality: float, tables: E
                           f"prior's (need {MIN_INDEX_AGREEMENT:.0%}); the conversion failed")
     file = folder / INTEGER_PRIOR_FILE
     prior.save(file)
-    return {"file": file.name, "sha256": sha256_file(file), "activation_bits": DEFAULT_ACTIVATION_BITS,
-            "weight_bits": DEFAULT_WEIGHT_BITS,
-            "index_agreement": {"exact": exact / total, "within_one": near / total, "elements": total},
-            "max_abs_mean_difference": mean_error}
+    return SidecarEntry(file.name, sha256_file(file), {
+        "activation_bits": DEFAULT_ACTIVATION_BITS, "weight_bits": DEFAULT_WEIGHT_BITS,
+        "index_agreement": {"exact": exact / total, "within_one": near / total, "elements": total},
+        "max_abs_mean_difference": mean_error})
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Swap ``tmp`` into place; an existing ``out`` is only deleted once the new one is there."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.rmdir(old)
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _bundle_readme(manifest: dict) -> str:
-    model = manifest["model"]
-    random_parts = manifest["weights"]["random_parts"]
+def _bundle_readme(manifest: Manifest) -> str:
+    model = manifest.model
+    random_parts = manifest.weights.random_parts
     lines = [
-        f"# edge-sdk bundle: {model['name']} at quality {model['quality']:g}",
+        f"# edge-sdk bundle: {model.name} at quality {model.quality:g}",
         "",
-        model["description"],
+        model.description,
         "",
     ]
     if random_parts:
@@ -340,22 +305,22 @@ def _bundle_readme(manifest: dict) -> str:
         "| graph | input | output | ONNX Runtime vs torch (max abs diff) |",
         "|---|---|---|---|",
     ]
-    for name, g in manifest["graphs"].items():
-        fmt = lambda ts: ", ".join(f"`{t['name']}` {t['shape']}" for t in ts)  # noqa: E731
-        lines.append(f"| `{g['file']}` | {fmt(g['inputs'])} | {fmt(g['outputs'])} | {g['max_abs_diff']:.2g} |")
+    for g in manifest.graphs.values():
+        fmt = lambda ts: ", ".join(f"`{t.name}` {list(t.shape)}" for t in ts)  # noqa: E731
+        lines.append(f"| `{g.file}` | {fmt(g.inputs)} | {fmt(g.outputs)} | {g.max_abs_diff:.2g} |")
     lines += [
         "",
-        f"Images are float32 RGB in [0, 1], NCHW, padded to a multiple of {manifest['image']['padding_multiple']} "
-        f"(at least {manifest['image']['min_size']} px). Weight sources:",
+        f"Images are float32 RGB in [0, 1], NCHW, padded to a multiple of {manifest.image.padding_multiple} "
+        f"(at least {manifest.image.min_size} px). Weight sources:",
         "",
     ]
-    for src in manifest["weights"]["sources"]:
+    for src in manifest.weights.sources:
         lines.append(f"- {src.get('part', 'all')}: {src['source']}")
     lines += [
         "",
-        f"`manifest.json` holds the sha256 of every file, tensor names, {len(manifest['classes'])} class names and the",
+        f"`manifest.json` holds the sha256 of every file, tensor names, {len(manifest.classes)} class names and the",
         "entropy tables; `edge-sdk inspect <this folder>` checks them. Exported by edge-sdk "
-        f"{manifest['exporter']['edge_sdk']} with torch {manifest['exporter']['torch']} on {manifest['created']}.",
+        f"{manifest.exporter['edge_sdk']} with torch {manifest.exporter['torch']} on {manifest.created}.",
         "",
     ]
     return "\n".join(lines)

@@ -13,9 +13,9 @@ from edge_sdk.runtime.bundle import (
     Bundle,
     codec_id,
     entropy_to_manifest,
-    sha256_file,
 )
 from edge_sdk.runtime.errors import BundleError
+from edge_sdk.runtime.fileio import sha256_file
 
 
 def write_fake_bundle(root, tables, graphs=GRAPH_NAMES):

@@ -22,15 +22,15 @@ def test_manifest_records_everything_the_runtime_needs(lite0_export):
     bundle = Bundle.load(out)
     assert bundle.model_name == "lite0" and bundle.quality == 2.0
     assert bundle.random_parts == ["adapter", "codec"]
-    assert any("efficientnet-lite0" in s["source"] for s in manifest["weights"]["sources"])
+    assert any("efficientnet-lite0" in s["source"] for s in manifest.weights.sources)
     assert len(bundle.class_names) == 1000 and "tiger cat" in bundle.class_names[282]
     assert bundle.latent_channels == model.latent_channels and bundle.padding_multiple == 64
     for name in GRAPH_NAMES:
-        graph = manifest["graphs"][name]
-        assert 0 <= graph["max_abs_diff"] <= 1e-3
-        assert graph["verified_sizes"] == [[64, 64], [128, 192]]
+        graph = manifest.graphs[name]
+        assert 0 <= graph.max_abs_diff <= 1e-3
+        assert graph.verified_sizes == ((64, 64), (128, 192))
     assert "RANDOM WEIGHTS" in (out / "README.md").read_text()
-    assert bundle.manifest["codec_id"] == bundle.codec_id.hex()
+    assert bundle.manifest == manifest and bundle.manifest.codec_id == bundle.codec_id.hex()
 
 
 @pytest.mark.parametrize("spec", EXPORT_PARTS, ids=lambda s: s.name)
@@ -172,7 +172,7 @@ def test_every_registered_polc_model_exports_at_full_size(tmp_path, name):
     bundle = Bundle.load(tmp_path / name)
     assert bundle.model_name == name and bundle.latent_channels == 320 and bundle.min_size == 192
     assert set(bundle.random_parts) >= {"adapter", "codec"}
-    assert max(g["max_abs_diff"] for g in manifest["graphs"].values()) <= 1e-3
+    assert max(g.max_abs_diff for g in manifest.graphs.values()) <= 1e-3
 
 
 def test_the_shipped_lite0_weights_fill_every_group():
@@ -201,14 +201,14 @@ def test_export_stores_a_controller_keyed_to_its_classifier(lite0_export, tmp_pa
     manifest = onnx_export.export_bundle(model, tmp_path / "b", quality=2.0, weights=weights, sizes=SMALL_SIZES,
                                          controller=_tiny_controller())
     bundle = Bundle.load(tmp_path / "b")
-    assert manifest["controller"]["file"] == "controller.json"
+    assert manifest.controller.file == "controller.json" and bundle.manifest == manifest
     assert bundle.controller.classifier_sha256 == bundle.graphs["classifier"].sha256
     assert bundle.controller.intercept == 0.25
 
 
 def test_shipped_controller_only_for_its_weights_and_quality(tmp_path, monkeypatch):
     from edge_sdk.export.models import lite0
-    from edge_sdk.runtime.bundle import sha256_file
+    from edge_sdk.runtime.fileio import sha256_file
 
     weights = tmp_path / "lite0.safetensors"
     weights.write_bytes(b"pretend weights")

@@ -70,18 +70,18 @@ def test_models_without_a_plain_hyper_synthesis_say_so():
 
 def test_bundle_carries_a_verified_integer_prior(lite0_export, tmp_path):
     out, manifest, _ = lite0_export
-    entry = manifest["integer_prior"]
-    assert entry["index_agreement"]["within_one"] >= 0.99
+    entry = manifest.integer_prior
+    assert entry.details["index_agreement"]["within_one"] >= 0.99
     bundle = Bundle.load(out)
     assert bundle.integer_prior is not None and bundle.integer_prior.latent_channels == bundle.latent_channels
     damaged = tmp_path / "damaged"
     shutil.copytree(out, damaged)
-    raw = bytearray((damaged / entry["file"]).read_bytes())
+    raw = bytearray((damaged / entry.file).read_bytes())
     raw[len(raw) // 2] ^= 0xFF
-    (damaged / entry["file"]).write_bytes(bytes(raw))
+    (damaged / entry.file).write_bytes(bytes(raw))
     with pytest.raises(BundleError, match="sha256"):
         Bundle.load(damaged)
-    (damaged / entry["file"]).unlink()
+    (damaged / entry.file).unlink()
     with pytest.raises(BundleError, match="missing"):
         Bundle.load(damaged)
 

@@ -535,5 +535,5 @@ def test_every_part_exports_with_dynamic_size(kind: str, tmp_path) -> None:
     manifest = export_bundle(model, tmp_path / "b", quality=3.5, weights=weights, sizes=((192, 256), (256, 192)))
     bundle = Bundle.load(tmp_path / "b")
     assert bundle.model_name == model.model_name and bundle.min_size == 192
-    for name, graph in manifest["graphs"].items():
-        assert graph["max_abs_diff"] <= 1e-4, name
+    for name, graph in manifest.graphs.items():
+        assert graph.max_abs_diff <= 1e-4, name
