@@ -253,8 +253,8 @@ class Lite0Model(CompressedDomainModel):
     qualities=(1, 2, 3, 4),
     default_quality=2,
     weights_hint=(
-        "lite0's codec and adapter weights ship with edge-sdk once trained (edge-sdk train); "
-        "give a checkpoint with --checkpoint PATH"
+        "lite0's codec and adapter weights ship with edge-sdk (export/weights/lite0.safetensors); "
+        "for others give a checkpoint with --checkpoint PATH (edge-sdk train writes one)"
     ),
     tags=("default", "cnn", "efficientnet"),
 )

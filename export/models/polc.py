@@ -17,7 +17,7 @@ Two deliberate departures from the official model:
   already-decoded y. Trit-plane coding needs (μ, σ) for every element from z alone, so this
   model adds ``mean_scale_head`` (three 1×1 convs on the 640-channel ``params``), which must be
   trained separately (codec and adapters frozen); the context model's weights are dropped.
-* **Neighborhood attention** is our plain-op re-implementation (``attention.py``), since NATTEN
+* **Neighborhood attention** is our plain-op re-implementation (``models.attention``), since NATTEN
   has no export path.
 
 Task side: the adapter replaces the backbone's stem (ConvNeXt) or patch embedding (DeiT) and is
@@ -239,7 +239,7 @@ class POLCModel(CompressedDomainModel):
     # --- construction --------------------------------------------------------------------------
     def _build_codec(self, N: int, M: int, depths: tuple[int, ...], heads: tuple[int, ...],
                      k: int, hyper_k: int, mlp_ratio: float) -> None:
-        """TinyLIC-VR's transforms, attribute for attribute (``tinylic_vr.py``)."""
+        """TinyLIC-VR's transforms, attribute for attribute (the official ``compressai/models/tinylic_vr.py``)."""
         c1, c2, c3 = N, N * 3 // 2, N * 2  # 128, 192, 256 at the official size
 
         def rnab(dim: int, stage: int, kernel: int, stage_depths=depths, stage_heads=heads) -> ResViTBlock:
