@@ -50,8 +50,8 @@ def data_prepare(
     --protect) and copies of them never enter; the near-duplicates count once.
 
     Example (lite0's training set):
-    edge-sdk data prepare --out data/photos --imagenet-train ../shared/data/imagenet-sample/train
-    --mirrors /work/.mirror --crop 128 --val-every 10
+    edge-sdk data prepare --out data/photos --imagenet-train IMAGENET_SAMPLE/train
+    --mirrors MIRRORS --crop 128 --val-every 10
     """
     try:
         from edge_sdk.export import data
