@@ -107,7 +107,7 @@ def calibrate(
     cal = gather(cal_paths, "calibration")
     if cal.correct.all() or not cal.correct.any():
         fail(f"all {cal.correct.size} calibration samples are {'right' if cal.correct.all() else 'wrong'}; "
-              "a controller needs both (add harder or easier photos)")
+             "a controller needs both (add harder or easier photos)")
     if recalibration == "isotonic" and len(set(cal.group.tolist())) < 2:
         fail("--recalibration isotonic needs at least 2 calibration photos; give more or use --recalibration none")
     controller = fit_controller(cal, c=c, recalibration=recalibration, classifier_sha256=loaded.graphs["classifier"].sha256,

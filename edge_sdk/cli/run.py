@@ -205,8 +205,8 @@ def run(
     loaded = open_bundle(bundle)
     if threshold is not None and (full_depth or loaded.controller is None):
         fail("--threshold conflicts with --full-depth" if full_depth else
-              f"--threshold needs a decoding controller and {bundle} has none; fit one with "
-              f"`edge-sdk calibrate --bundle {bundle} --images DIR`, or run without --threshold (full depth)")
+             f"--threshold needs a decoding controller and {bundle} has none; fit one with "
+             f"`edge-sdk calibrate --bundle {bundle} --images DIR`, or run without --threshold (full depth)")
     if threshold is not None and not 0 <= threshold <= 1:
         fail("--threshold must lie in [0, 1]")
     _warn_random(loaded)
