@@ -1,16 +1,9 @@
-"""``edge-sdk encode``, ``decode``, ``run`` and ``doctor``: the commands that run a bundle.
-
-Registered on the main app by ``edge_sdk.cli``; kept apart so the stream and export
-commands stay readable.
-"""
+"""``edge-sdk encode``, ``decode`` and ``run``: the commands that run a bundle; ``samples`` fetches photos to run it on."""
 
 from __future__ import annotations
 
 import json
-import platform
-import shutil
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Optional
@@ -18,9 +11,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from edge_sdk.cli import _fail, _load_bundle, app, console, err_console, write_atomic
+from edge_sdk.cli.common import (DEVICE_OPTION, THREADS_OPTION, app, backend_from_options, console, err_console, fail,
+                                 open_bundle, progress_bar, read_stream)
+from edge_sdk.runtime.fileio import atomic_write
+from edge_sdk.runtime.images import IMAGE_SUFFIXES
+from edge_sdk.runtime.pipeline import DEEPEST
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 STREAM_SUFFIX = ".edgt"
 
 
@@ -35,15 +31,6 @@ PRIOR_OPTION = typer.Option(None, help="integer (default when the bundle has one
                             "setup only (not faster on CPU; see docs/prior.md).")
 
 
-def _backend(device: str, threads: int):
-    from edge_sdk.runtime.backend import BackendError, default_backend
-
-    try:
-        return default_backend(device=device, threads=threads or None)
-    except BackendError as exc:
-        _fail(str(exc))
-
-
 def _expand(inputs: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in inputs:
@@ -52,9 +39,9 @@ def _expand(inputs: list[Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            _fail(f"{path} does not exist")
+            fail(f"{path} does not exist")
     if not files:
-        _fail("no images or streams found in the inputs")
+        fail("no images or streams found in the inputs")
     return files
 
 
@@ -64,16 +51,6 @@ def _warn_random(bundle) -> None:
                           f"{', '.join(bundle.random_parts)}; its outputs mean nothing")
 
 
-def _engine_backend(engine: Path, bundle):
-    from edge_sdk.runtime.backend import BackendError
-    from edge_sdk.runtime.trt_backend import TensorRTBackend
-
-    try:
-        return TensorRTBackend(engine, bundle)
-    except BackendError as exc:
-        _fail(str(exc))
-
-
 def _encoder(encoder_class, bundle, backend, short_side: int, prior: Optional[str], levels: int = 64):
     from edge_sdk.runtime import ChunkSchedule
 
@@ -81,7 +58,7 @@ def _encoder(encoder_class, bundle, backend, short_side: int, prior: Optional[st
         return encoder_class(bundle, backend, short_side=short_side, prior=prior,
                              schedule=ChunkSchedule(target_levels=levels))
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command()
@@ -92,8 +69,8 @@ def encode(
     short_side: int = SHORT_SIDE_OPTION,
     levels: int = LEVELS_OPTION,
     prior: Optional[str] = PRIOR_OPTION,
-    device: str = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime)."),
-    threads: int = typer.Option(0, help="CPU threads (0: all cores)."),
+    device: str = DEVICE_OPTION,
+    threads: int = THREADS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="One JSON line per image."),
 ) -> None:
     """Encode images into progressive streams (.edgt), written atomically.
@@ -105,9 +82,9 @@ def encode(
     from edge_sdk.runtime.images import ImageError
     from edge_sdk.runtime.pipeline import Encoder
 
-    loaded = _load_bundle(bundle)
+    loaded = open_bundle(bundle)
     _warn_random(loaded)
-    encoder = _encoder(Encoder, loaded, _backend(device, threads), short_side, prior, levels)
+    encoder = _encoder(Encoder, loaded, backend_from_options(loaded, device, threads), short_side, prior, levels)
     files = _expand(inputs)
     single = len(files) == 1 and out.suffix == STREAM_SUFFIX
     if not single:
@@ -116,15 +93,15 @@ def encode(
     for path in files:
         target = out if single else out / (path.stem + STREAM_SUFFIX)
         try:
-            data = encoder.encode(path)
+            encoded = encoder.encode_timed(path)
         except ImageError as exc:
             failures += 1
             err_console.print(f"[red]skipped[/red] {path}: {exc}")
             continue
-        write_atomic(target, data)
-        row = {"file": str(path), "stream": str(target), "bytes": len(data),
-               "ms": {k: round(v, 1) for k, v in encoder.last_timings_ms.items()}}
-        print(json.dumps(row)) if as_json else console.print(f"{path} → {target} ({len(data)} bytes)")
+        atomic_write(target, encoded.data)
+        row = {"file": str(path), "stream": str(target), "bytes": len(encoded.data),
+               "ms": {k: round(v, 1) for k, v in encoded.timings_ms.items()}}
+        print(json.dumps(row)) if as_json else console.print(f"{path} → {target} ({len(encoded.data)} bytes)")
     if failures:
         raise typer.Exit(1)
 
@@ -135,8 +112,8 @@ def decode(
     bundle: Path = typer.Option(..., help="Bundle directory the stream was made with."),
     out: Path = typer.Option(..., "--out", "-o", help="Reconstructed image (PNG), written atomically."),
     level: Optional[int] = typer.Option(None, help="Decode to this level (default: all the bytes hold)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime)."),
-    threads: int = typer.Option(0, help="CPU threads (0: all cores)."),
+    device: str = DEVICE_OPTION,
+    threads: int = THREADS_OPTION,
 ) -> None:
     """Reconstruct the image a stream (or a prefix of it) holds, at a chosen level."""
     import io
@@ -146,19 +123,16 @@ def decode(
     from edge_sdk.runtime.pipeline import Decoder
     from edge_sdk.runtime import BitstreamError
 
-    loaded = _load_bundle(bundle)
-    decoder = Decoder(loaded, _backend(device, threads))
-    try:
-        data = stream.read_bytes()
-    except OSError as exc:
-        _fail(f"cannot read {stream}: {exc.strerror}")
+    loaded = open_bundle(bundle)
+    decoder = Decoder(loaded, backend_from_options(loaded, device, threads))
+    data = read_stream(stream)
     try:
         image = decoder.reconstruct(data, level=level)
     except (BitstreamError, ValueError) as exc:
-        _fail(f"{stream}: {exc}")
+        fail(f"{stream}: {exc}")
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
-    write_atomic(out, buf.getvalue())
+    atomic_write(out, buf.getvalue())
     console.print(f"wrote {out} ({image.shape[1]}×{image.shape[0]})")
 
 
@@ -170,8 +144,9 @@ def _run_one(path: Path, encoder, decoder, trace: bool, threshold: Optional[floa
         data = path.read_bytes()
         encode_ms: dict = {}
     else:
-        data = encoder.encode(path)
-        encode_ms = {f"encode_{k}": v for k, v in encoder.last_timings_ms.items()}
+        encoded = encoder.encode_timed(path)
+        data = encoded.data
+        encode_ms = {f"encode_{k}": v for k, v in encoded.timings_ms.items()}
     from edge_sdk.runtime import level_boundaries
 
     levels = []
@@ -186,10 +161,10 @@ def _run_one(path: Path, encoder, decoder, trace: bool, threshold: Optional[floa
             if session.level < level:
                 continue
             pred = session.classify()
-            top = pred.top5[0]
+            top = pred.top_k[0]
             levels.append({"level": session.level, "bytes": end, "top1": top[1], "prob": round(top[2], 4),
                            **({"confidence": round(pred.confidence, 4)} if pred.confidence is not None else {})})
-    prediction = decoder.classify(data, threshold=threshold, level=-1 if full_depth else None)
+    prediction = decoder.classify(data, threshold=threshold, level=DEEPEST if full_depth else None)
     row = {"file": str(path), **prediction.as_dict()}
     row["ms"] = {k: round(v, 1) for k, v in {**encode_ms, **prediction.timings_ms}.items()}
     row["ms"]["total"] = round((time.perf_counter() - t0) * 1e3, 1)
@@ -212,8 +187,8 @@ def run(
     trace: bool = typer.Option(False, "--trace", help="Classify at every level and report the top class and bytes there."),
     engine: Optional[Path] = typer.Option(None, help="Run TensorRT engines from this folder (`edge-sdk build`) "
                                           "instead of ONNX Runtime; stale ones are rebuilt with a message."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime)."),
-    threads: int = typer.Option(0, help="CPU threads (0: all cores)."),
+    device: str = DEVICE_OPTION,
+    threads: int = THREADS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="One JSON line per item, nothing else on stdout."),
 ) -> None:
     """Classify images or streams from the compressed latent, without reconstructing pixels.
@@ -225,26 +200,23 @@ def run(
     --full-depth, every byte is decoded. --trace shows how the answer evolves level
     by level.
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from edge_sdk.runtime.images import ImageError
     from edge_sdk.runtime.pipeline import Decoder, Encoder
     from edge_sdk.runtime import BitstreamError
 
-    loaded = _load_bundle(bundle)
+    loaded = open_bundle(bundle)
     if threshold is not None and (full_depth or loaded.controller is None):
-        _fail("--threshold conflicts with --full-depth" if full_depth else
-              f"--threshold needs a decoding controller and {bundle} has none; fit one with "
-              f"`edge-sdk calibrate --bundle {bundle} --images DIR`, or run without --threshold (full depth)")
+        fail("--threshold conflicts with --full-depth" if full_depth else
+             f"--threshold needs a decoding controller and {bundle} has none; fit one with "
+             f"`edge-sdk calibrate --bundle {bundle} --images DIR`, or run without --threshold (full depth)")
     if threshold is not None and not 0 <= threshold <= 1:
-        _fail("--threshold must lie in [0, 1]")
+        fail("--threshold must lie in [0, 1]")
     _warn_random(loaded)
-    backend = _engine_backend(engine, loaded) if engine is not None else _backend(device, threads)
+    backend = backend_from_options(loaded, device, threads, engine)
     encoder, decoder = _encoder(Encoder, loaded, backend, short_side, prior, levels), Decoder(loaded, backend)
     files = _expand(inputs)
     rows, failures = [], 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console, disable=as_json) as bar:
+    with progress_bar(disable=as_json) as bar:
         task = bar.add_task("run", total=len(files))
         for path in files:
             bar.update(task, description=path.name)
@@ -273,7 +245,7 @@ def run(
             if "error" in row:
                 summary.add_row(Path(row["file"]).name, f"[red]{row['error'][:50]}[/red]", "", "", "", "", "")
                 continue
-            top = row["top5"][0]
+            top = row["top_k"][0]
             summary.add_row(Path(row["file"]).name, top["name"][:40], f"{top['prob']:.2f}",
                             f"{row['confidence']:.2f}" if "confidence" in row else "-",
                             f"{row['level']}/{row['levels']}", f"{row['bytes_used']}/{row['bytes_total']}",
@@ -294,74 +266,5 @@ def samples(out: Path = typer.Option(..., "--out", "-o", help="Folder to copy th
     try:
         copied = copy_samples(out)
     except FileNotFoundError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"copied {len(copied)} photos to {out} (licences in {out / 'LICENSES.txt'})")
-
-
-@app.command()
-def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Report what this machine can run: numpy, numba, ONNX Runtime providers, TensorRT, CUDA GPUs."""
-    import numpy
-
-    report: dict = {"python": platform.python_version(), "machine": platform.machine(), "numpy": numpy.__version__}
-    try:
-        import numba
-
-        report["numba"] = numba.__version__
-    except ImportError:
-        report["numba"] = None
-    try:
-        import onnxruntime
-
-        report["onnxruntime"] = {"version": onnxruntime.__version__, "providers": onnxruntime.get_available_providers()}
-    except ImportError:
-        report["onnxruntime"] = None
-    try:
-        import tensorrt  # noqa: F401
-
-        report["tensorrt"] = tensorrt.__version__
-    except ImportError:
-        report["tensorrt"] = None
-    if report["tensorrt"]:
-        from edge_sdk.runtime.backend import BackendError
-        from edge_sdk.runtime.trt_backend import build_strategy
-
-        try:
-            report["tensorrt_build"] = build_strategy(report["tensorrt"])
-        except BackendError as exc:
-            report["tensorrt_build"] = str(exc)
-    try:
-        from cuda.bindings import runtime as _cudart  # noqa: F401
-
-        report["cuda_python"] = True
-    except ImportError:
-        report["cuda_python"] = False
-    gpus = []
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap,memory.total,driver_version",
-                                  "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
-            gpus = [dict(zip(("name", "compute_capability", "memory", "driver"), (f.strip() for f in line.split(","))))
-                    for line in out.stdout.strip().splitlines() if line.strip()]
-        except (OSError, subprocess.SubprocessError):
-            pass
-    report["cuda_gpus"] = gpus
-    report["backends"] = {
-        "onnxruntime-cpu": report["onnxruntime"] is not None,
-        "onnxruntime-cuda": bool(report["onnxruntime"]) and "CUDAExecutionProvider" in report["onnxruntime"]["providers"],
-        "tensorrt": report["tensorrt"] is not None and bool(gpus) and report["cuda_python"],
-    }
-    if as_json:
-        print(json.dumps(report))
-        return
-    table = Table(title="edge-sdk doctor", show_header=False)
-    for key in ("python", "machine", "numpy", "numba"):
-        table.add_row(key, str(report[key]))
-    ort = report["onnxruntime"]
-    table.add_row("onnxruntime", f"{ort['version']} ({', '.join(ort['providers'])})" if ort else "not installed")
-    table.add_row("tensorrt", f"{report['tensorrt']} ({report.get('tensorrt_build')})" if report["tensorrt"] else
-                  "not installed (JetPack: python3-libnvinfer; desktop: pypi.nvidia.com); see docs/tensorrt.md")
-    table.add_row("cuda-python", "yes" if report["cuda_python"] else "no (pip install 'edge-sdk[trt]')")
-    table.add_row("CUDA GPUs", "; ".join(f"{g['name']} (sm {g['compute_capability']})" for g in gpus) or "none found")
-    table.add_row("usable backends", ", ".join(k for k, v in report["backends"].items() if v) or "none")
-    console.print(table)

@@ -42,7 +42,7 @@ def test_encode_decode_run_round_trip(lite0_export, photos, tmp_path):
     items = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     assert len(items) == 3
     for item in items:
-        assert len(item["top5"]) == 5 and item["level"] == item["levels"]
+        assert len(item["top_k"]) == 5 and item["level"] == item["levels"]
         assert item["bytes_used"] == item["bytes_total"] and item["trace"]
         assert item["trace"][-1]["level"] == item["level"]
         assert "classifier" in item["ms"] and "total" in item["ms"]
@@ -54,7 +54,7 @@ def test_run_reports_bad_files_and_exits_nonzero(lite0_export, photos):
     assert result.exit_code == 1
     items = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     assert [i["file"].endswith("broken.png") for i in items if "error" in i] == [True]
-    assert sum("top5" in i for i in items) == 2
+    assert sum("top_k" in i for i in items) == 2
 
 
 def test_run_refuses_threshold_and_bad_bundle(lite0_export, photos, tmp_path):

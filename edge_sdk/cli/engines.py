@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from edge_sdk.cli import _fail, _load_bundle, app, console, err_console
+from edge_sdk.cli.common import app, backend_from_options, console, fail, open_bundle, progress_bar
 
 
 def _sizes(min_size: str, opt_size: str, max_size: str, multiple: int) -> tuple[tuple[int, int], ...]:
@@ -18,23 +18,23 @@ def _sizes(min_size: str, opt_size: str, max_size: str, multiple: int) -> tuple[
         try:
             h, w = (int(v) for v in text.lower().split("x"))
         except ValueError:
-            _fail(f"sizes are HEIGHTxWIDTH, got {text!r}")
+            fail(f"sizes are HEIGHTxWIDTH, got {text!r}")
         if h % multiple or w % multiple or h < 1 or w < 1:
-            _fail(f"size {text} must be a multiple of the bundle's padding multiple {multiple}")
+            fail(f"size {text} must be a multiple of the bundle's padding multiple {multiple}")
         out.append((h, w))
     if not (out[0][0] <= out[1][0] <= out[2][0] and out[0][1] <= out[1][1] <= out[2][1]):
-        _fail("need min ≤ opt ≤ max in both height and width")
+        fail("need min ≤ opt ≤ max in both height and width")
     return tuple(out)
 
 
 def _photos(folders: list[Path]) -> list:
-    from edge_sdk.calibration.collect import find_images
+    from edge_sdk.calibration.photos import find_photos as find_images
     from edge_sdk.runtime.images import read_image, to_uint8
 
     try:
         return [to_uint8(read_image(p)) for p in find_images(folders)]
     except FileNotFoundError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command()
@@ -64,28 +64,30 @@ def build(
     compute capability, precision and shape profile; an engine that is already current is
     not rebuilt. Build on the GPU that will run them: engines do not move between GPUs.
     """
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from edge_sdk.export.engine import build_engines
-    from edge_sdk.export.precision import PrecisionError
-    from edge_sdk.runtime.backend import BackendError
-    from edge_sdk.runtime.engine_cache import PRECISIONS, default_cache_dir
+    from edge_sdk.runtime.backends.tensorrt import PRECISIONS, build_engines, default_cache_dir, tensorrt_module
+    from edge_sdk.runtime.errors import BackendError, PrecisionError
 
     if precision not in PRECISIONS:
-        _fail(f"--precision must be one of {', '.join(PRECISIONS)}")
-    loaded = _load_bundle(bundle)
+        fail(f"--precision must be one of {', '.join(PRECISIONS)}")
+    loaded = open_bundle(bundle)
     sizes = _sizes(min_size, opt_size, max_size, loaded.padding_multiple)
     photos = _photos(calib_images) if calib_images else []
     target = out or default_cache_dir() / f"{loaded.codec_id.hex()}-{precision}"
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
-                      disable=as_json) as bar:
+        if not convert_only:
+            tensorrt_module()  # the install hint before minutes of calibration work
+        feeds = None
+        if precision == "int8" and photos:
+            from edge_sdk.calibration.int8 import int8_calibration_feeds
+
+            feeds = int8_calibration_feeds(loaded, photos, sizes[1])
+        with progress_bar(disable=as_json) as bar:
             task = bar.add_task("build", total=None)
-            engines = build_engines(loaded, target, precision, sizes=sizes, calibration_photos=photos,
+            engines = build_engines(loaded, target, precision, sizes=sizes, calibration=feeds,
                                     convert_only=convert_only, calibration_method=calib_method,
                                     progress=lambda m: bar.update(task, description=m))
     except (BackendError, PrecisionError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         print(json.dumps({"out": str(target), "engines": engines.entries}))
         return
@@ -112,30 +114,27 @@ def verify(
     """Compare a backend with ONNX Runtime on the bundle's FP32 graphs, input by input, and
     check that streams decode to the identical latent whichever side encoded them."""
     from edge_sdk.calibration.verify import verify_backends
-    from edge_sdk.runtime.backend import BackendError
-    from edge_sdk.runtime.engine_cache import EngineDir
-    from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend
+    from edge_sdk.runtime.backends.tensorrt import EngineDir
+    from edge_sdk.runtime.errors import BackendError
 
-    loaded = _load_bundle(bundle)
+    loaded = open_bundle(bundle)
     photos = _photos(images)[:max_images]
     if not photos:
-        _fail("no photos found under --images")
+        fail("no photos found under --images")
     try:
         if backend == "onnx":
             entries = EngineDir.open(engine).entries
             files = {g: engine / e["onnx"] for g, e in entries.items() if e.get("onnx")}
             if not files:
-                _fail(f"{engine} holds no converted ONNX (run `edge-sdk build --convert-only --out {engine}`)")
-            candidate = OnnxRuntimeBackend(device="cpu", graph_files=files)
+                fail(f"{engine} holds no converted ONNX (run `edge-sdk build --convert-only --out {engine}`)")
+            candidate = backend_from_options(loaded, "cpu", graph_files=files)
         elif backend == "trt":
-            from edge_sdk.runtime.trt_backend import TensorRTBackend
-
-            candidate = TensorRTBackend(engine, loaded, rebuild=False)
+            candidate = backend_from_options(loaded, engine=engine, rebuild=False)
         else:
-            _fail("--backend must be trt or onnx")
-        report = verify_backends(loaded, OnnxRuntimeBackend(device="cpu"), candidate, photos)
+            fail("--backend must be trt or onnx")
+        report = verify_backends(loaded, backend_from_options(loaded, "cpu"), candidate, photos)
     except BackendError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     report["candidate"] = candidate.describe()
     if as_json:
         print(json.dumps(report))

@@ -48,7 +48,7 @@ def test_inspect_bundle_and_a_damaged_copy(tmp_path, lite0_export):
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     assert info["model"] == "lite0" and info["verified"] and info["random_parts"] == ["adapter", "codec"]
-    assert set(info["graphs"]) == set(manifest["graphs"])
+    assert set(info["graphs"]) == set(manifest.graphs)
     human = runner.invoke(app, ["inspect", str(out)])
     assert human.exit_code == 0 and "RANDOM WEIGHTS" in human.output
     damaged = tmp_path / "damaged"

@@ -10,8 +10,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from edge_sdk.cli import _fail, _load_bundle, app, console, err_console, write_atomic
-from edge_sdk.cli_calibrate import _read_labels
+from edge_sdk.cli.common import (DEVICE_OPTION, THREADS_OPTION, app, backend_from_options, console, err_console, fail,
+                                 open_bundle, progress_bar, read_labels)
+from edge_sdk.runtime.fileio import atomic_write
 
 
 def _fmt(value, spec: str) -> str:
@@ -40,8 +41,8 @@ def evaluate_command(
                               "with quantizer steps 3**0 .. 3**(steps-1)."),
     levels: int = typer.Option(64, help="Decodable levels our encoder aims for (each costs ~8 bytes of framing)."),
     lpips: bool = typer.Option(True, "--lpips/--no-lpips", help="Also LPIPS (AlexNet; needs edge-sdk[train])."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime)."),
-    threads: int = typer.Option(0, help="CPU threads (0: all cores)."),
+    device: str = DEVICE_OPTION,
+    threads: int = THREADS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print results.json's summary instead of tables."),
 ) -> None:
     """Measure bytes against machine accuracy for every codec users would otherwise pick.
@@ -54,35 +55,31 @@ def evaluate_command(
     ours against each baseline (agreement and PSNR axes; negative = fewer bytes), and plots:
     rate_agreement.png, rate_psnr.png, bit_allocation.png. Method: docs/evaluation.md.
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from edge_sdk.calibration.collect import find_images, load_image_set
-    from edge_sdk.calibration.evaluate import (CONFIDENT, EvalSettings, Evaluator, bd_rates, curves, evaluate,
+    from edge_sdk.calibration.photos import find_photos as find_images, load_image_set
+    from edge_sdk.calibration.evaluation.evaluate import (CONFIDENT, EvalSettings, Evaluator, bd_rates, curves, evaluate,
                                               teacher_stability, write_csv, write_plots)
-    from edge_sdk.cli_run import _backend
 
-    loaded = _load_bundle(bundle)
+    loaded = open_bundle(bundle)
     try:
         settings = EvalSettings(depth_points=depth_points, nonprogressive_steps=steps,
                                 jpeg_qualities=tuple(jpeg_quality), webp_qualities=tuple(webp_quality), lpips=lpips,
                                 target_levels=levels)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     try:
         paths = find_images(images)
     except FileNotFoundError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if not paths:
-        _fail("no images found under --images")
-    label_map = _read_labels(labels, loaded.class_names) if labels else None
+        fail("no images found under --images")
+    label_map = read_labels(labels, loaded.class_names) if labels else None
     photos = load_image_set(paths, short_side=short_side, views=1)
-    evaluator = Evaluator(loaded, _backend(device, threads), settings)
+    evaluator = Evaluator(loaded, backend_from_options(loaded, device, threads), settings)
     if lpips and evaluator.lpips is None:
         err_console.print("[yellow]LPIPS not computed:[/yellow] install edge-sdk[train] (stlpips-pytorch, torch)")
     out.mkdir(parents=True, exist_ok=True)
     reused = 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console, disable=as_json) as bar:
+    with progress_bar(disable=as_json) as bar:
         task = bar.add_task("evaluate", total=len(photos))
 
         def step(name: str, cached: bool) -> None:
@@ -110,7 +107,7 @@ def evaluate_command(
         "curves": curve_set,
         "curves_confident": confident,
     }
-    write_atomic(out / "results.json", json.dumps({**summary, "per_image": records}, indent=1).encode())
+    atomic_write(out / "results.json", json.dumps({**summary, "per_image": records}, indent=1))
     write_csv(curve_set, out / "curves.csv")
     plots = write_plots(curve_set, records, out)
     if as_json:

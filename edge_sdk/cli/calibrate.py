@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Optional
@@ -10,30 +9,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from edge_sdk.cli import _fail, _load_bundle, app, console, err_console
-
-
-def _read_labels(path: Path, class_names: list[str]) -> dict[str, int]:
-    """CSV rows ``file,label``: the label is a class index or a class name of the bundle."""
-    index = {n: i for i, n in enumerate(class_names)}
-    labels = {}
-    try:
-        rows = list(csv.reader(path.open(newline="", encoding="utf-8")))
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read labels {path}: {exc}")
-    for n, row in enumerate(rows, 1):
-        if not row or row[0].startswith("#") or (n == 1 and row[0].lower() in ("file", "image", "name")):
-            continue
-        if len(row) < 2:
-            _fail(f"{path}:{n}: expected 'file,label'")
-        name, label = row[0].strip(), row[1].strip()
-        if label.isdigit() and int(label) < len(class_names):
-            labels[Path(name).name] = int(label)
-        elif label in index:
-            labels[Path(name).name] = index[label]
-        else:
-            _fail(f"{path}:{n}: label {label!r} is neither a class index nor a class name of this bundle")
-    return labels
+from edge_sdk.cli.common import (DEVICE_OPTION, THREADS_OPTION, app, backend_from_options, console, err_console, fail,
+                                 open_bundle, progress_bar, read_labels)
+from edge_sdk.runtime.fileio import atomic_write
 
 
 @app.command()
@@ -62,8 +40,8 @@ def calibrate(
     write: bool = typer.Option(True, "--write/--no-write", help="Store the fitted controller in the bundle."),
     weights_file: Optional[Path] = typer.Option(None, help="The weights file the bundle was exported from; its sha256 "
                                                 "is recorded so `edge-sdk export` can ship this controller with them."),
-    device: str = typer.Option("cpu", help="Backend device: cpu, cuda or auto."),
-    threads: int = typer.Option(0, help="Backend threads (0: the backend's default)."),
+    device: str = DEVICE_OPTION,
+    threads: int = THREADS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
     """Fit the adaptive decoding controller (PICM-Net Algorithm 1) and report its calibration.
@@ -77,68 +55,63 @@ def calibrate(
         edge-sdk calibrate --bundle bundles/lite0 --images photos/ --views 8
     """
     try:
-        from edge_sdk.calibration.collect import collect_levels, find_images, load_image_set
-        from edge_sdk.calibration.fit import cross_validated_probabilities, fit_controller
-        from edge_sdk.calibration.report import build_report, write_plots
-        from edge_sdk.runtime.backend import BackendError, default_backend
-        from edge_sdk.runtime.bundle import attach_controller, sha256_file
+        from edge_sdk.calibration.controller.collect import collect_levels
+        from edge_sdk.calibration.photos import find_photos as find_images, load_image_set
+        from edge_sdk.calibration.controller.fit import cross_validated_probabilities, fit_controller
+        from edge_sdk.calibration.controller.report import build_report, write_plots
+        from edge_sdk.runtime.bundle import attach_controller
+        from edge_sdk.runtime.fileio import sha256_file
     except ImportError as exc:
-        _fail(f"calibration needs the [calibrate] extra ({exc.name} is missing): pip install 'edge-sdk[calibrate]'")
+        fail(f"calibration needs the [calibrate] extra ({exc.name} is missing): pip install 'edge-sdk[calibrate]'")
     try:
         import sklearn  # noqa: F401
     except ImportError:
-        _fail("calibration needs scikit-learn: pip install 'edge-sdk[calibrate]'")
+        fail("calibration needs scikit-learn: pip install 'edge-sdk[calibrate]'")
     if views < 1:
-        _fail("--views must be at least 1")
+        fail("--views must be at least 1")
     if recalibration not in ("isotonic", "none"):
-        _fail(f"--recalibration must be isotonic or none, got {recalibration!r}")
+        fail(f"--recalibration must be isotonic or none, got {recalibration!r}")
     if checkpoints < 0:
-        _fail("--checkpoints must be 0 (every level) or more")
+        fail("--checkpoints must be 0 (every level) or more")
     if weights_file is not None and not weights_file.is_file():
-        _fail(f"--weights-file {weights_file} does not exist")
+        fail(f"--weights-file {weights_file} does not exist")
     if not 0 <= default_threshold <= 1 or not all(0 <= t <= 1 for t in taus):
-        _fail("thresholds must lie in [0, 1]")
-    loaded = _load_bundle(bundle)
+        fail("thresholds must lie in [0, 1]")
+    loaded = open_bundle(bundle)
     if loaded.random_parts:
         err_console.print(f"[bold yellow]warning:[/bold yellow] {bundle} has RANDOM WEIGHTS in "
                           f"{', '.join(loaded.random_parts)}; the controller will describe noise")
-    try:
-        backend = default_backend(device=device, threads=threads or None)
-    except BackendError as exc:
-        _fail(str(exc))
-    label_map = _read_labels(labels, loaded.class_names) if labels else None
+    backend = backend_from_options(loaded, device, threads)
+    label_map = read_labels(labels, loaded.class_names) if labels else None
     try:
         cal_paths = find_images(images)
         eval_paths = find_images(eval_images) if eval_images else []
     except FileNotFoundError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if not cal_paths:
-        _fail("no calibration images found")
+        fail("no calibration images found")
     overlap = {p.resolve() for p in cal_paths} & {p.resolve() for p in eval_paths}
     if overlap:
-        _fail(f"{len(overlap)} photo(s) are in both --images and --eval-images, e.g. {sorted(overlap)[0]}")
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        fail(f"{len(overlap)} photo(s) are in both --images and --eval-images, e.g. {sorted(overlap)[0]}")
 
     def gather(paths, what):
         try:
             photos = load_image_set(paths, short_side=short_side, views=views, seed=seed)
         except Exception as exc:  # noqa: BLE001  (ImageError and Pillow's many types)
-            _fail(f"cannot read a {what} image: {exc}")
-        with Progress(TextColumn(f"{what} {{task.description}}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err_console, disable=as_json) as bar:
-            task = bar.add_task("", total=len(photos))
+            fail(f"cannot read a {what} image: {exc}")
+        with progress_bar(disable=as_json) as bar:
+            task = bar.add_task(what, total=len(photos))
 
             def step(name):
-                bar.update(task, advance=1, description=name[:40])
+                bar.update(task, advance=1, description=f"{what} {name[:40]}")
             return collect_levels(loaded, photos, labels=label_map, backend=backend, progress=step)
 
     cal = gather(cal_paths, "calibration")
     if cal.correct.all() or not cal.correct.any():
-        _fail(f"all {cal.correct.size} calibration samples are {'right' if cal.correct.all() else 'wrong'}; "
-              "a controller needs both (add harder or easier photos)")
+        fail(f"all {cal.correct.size} calibration samples are {'right' if cal.correct.all() else 'wrong'}; "
+             "a controller needs both (add harder or easier photos)")
     if recalibration == "isotonic" and len(set(cal.group.tolist())) < 2:
-        _fail("--recalibration isotonic needs at least 2 calibration photos; give more or use --recalibration none")
+        fail("--recalibration isotonic needs at least 2 calibration photos; give more or use --recalibration none")
     controller = fit_controller(cal, c=c, recalibration=recalibration, classifier_sha256=loaded.graphs["classifier"].sha256,
                                 default_threshold=default_threshold, checkpoints=checkpoints,
                                 fitted_on={"labels": "real" if label_map else "pixel_classifier top-1",
@@ -157,9 +130,7 @@ def calibrate(
     if eval_paths:
         held.save(out / "heldout_samples.npz")
     plots = write_plots(report, out)
-    tmp = out / ".report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    tmp.replace(out / "report.json")
+    atomic_write(out / "report.json", json.dumps(report, indent=1) + "\n")
     if write:
         attach_controller(bundle, controller)
     if as_json:

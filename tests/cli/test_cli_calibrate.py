@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from edge_sdk.cli import app
 from edge_sdk.runtime.pipeline import Decoder
 from edge_sdk.runtime.bundle import Bundle
-from edge_sdk.runtime.ort_backend import OnnxRuntimeBackend
+from edge_sdk.runtime.backends import open_backend
+from edge_sdk.runtime.pipeline import DEEPEST
 
 runner = CliRunner()
 
@@ -29,13 +30,13 @@ def setup(lite0_export, tmp_path_factory):
     for name, img in images.items():
         Image.fromarray(img).save(photos / name)
     # labels that make some streams right and some wrong whatever the random adapter says
-    decoder = Decoder(bundle, OnnxRuntimeBackend(device="cpu", threads=2))
+    decoder = Decoder(bundle, open_backend("ort:cpu", threads=2))
     from edge_sdk.runtime.pipeline import Encoder
 
-    enc = Encoder(bundle, OnnxRuntimeBackend(device="cpu", threads=2))
+    enc = Encoder(bundle, open_backend("ort:cpu", threads=2))
     rows = ["file,label"]
     for i, (name, img) in enumerate(images.items()):
-        top = decoder.classify(enc.encode(img), level=-1).top5[0][0]
+        top = decoder.classify(enc.encode(img), level=DEEPEST).top_k[0][0]
         rows.append(f"{name},{top if i % 2 == 0 else (top + 1) % 1000}")
     labels = root / "labels.csv"
     labels.write_text("\n".join(rows) + "\n")
