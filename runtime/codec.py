@@ -21,7 +21,7 @@ import numpy as np
 
 from . import bitstream as bs
 from .bitstream import Header, LevelTable, Ordering, PriorMode
-from .coders import NODE_BASE, Coder, PlaneState, get_coder
+from .coders import Coder, PlaneState, get_coder
 from .errors import (
     BitstreamError,
     BundleMismatchError,
@@ -70,32 +70,25 @@ class ChunkSchedule:
         return max(1, min(count, participants))
 
 
-def plane_cuts(costs: np.ndarray, count: int) -> np.ndarray:
+def plane_cuts(cumulative_costs: np.ndarray, count: int) -> np.ndarray:
     """End positions of the ``count`` chunks of a plane (docs/bitstream.md 5.6).
 
-    ``costs`` are the expected information of the plane's symbols in plane order
-    (integers, from :attr:`TritTables.node_cost`), known to the decoder before the
-    plane starts, so the chunk sizes never travel. Chunk m ends after the first
-    symbol where the running cost reaches ``floor(total * m / count)``, kept strictly
+    ``cumulative_costs`` is the running sum of the expected information of the plane's
+    symbols in plane order (integers, from :attr:`TritTables.node_cost`), which the decoder
+    knows before the plane starts, so chunk sizes never travel. Chunk m ends after the
+    first symbol where the running sum reaches ``floor(total * m / count)``, kept strictly
     increasing and leaving every later chunk at least one symbol.
     """
-    n = int(costs.size)
+    cum = np.asarray(cumulative_costs, np.int64)
+    n = int(cum.size)
     if not 1 <= count <= n:
         raise ValueError(f"a plane of {n} symbols cannot hold {count} chunks")
-    cum = np.cumsum(costs, dtype=np.int64)
     total = int(cum[-1])
     m = np.arange(1, count, dtype=np.int64)
     candidate = np.minimum(np.searchsorted(cum, total * m // count, side="left"), n - 1) + 1
     # e_m = min(max(candidate_m, e_{m-1} + 1), n - (count - m)), e_0 = 0, in closed form
     ends = np.minimum(np.maximum.accumulate(candidate - m) + m, n - count + m)
     return np.append(ends, n)
-
-
-def plane_costs(order: np.ndarray, st: PlaneState, trit) -> np.ndarray:
-    """Expected information (1/256 bit) of each symbol of a plane, in plane order, before the plane starts."""
-    depth = st.plane_len[order].astype(np.int64) - st.rem[order].astype(np.int64)
-    node = trit.node_start[st.kidx[order]] + NODE_BASE[depth] + st.prefix[order].astype(np.int64)
-    return trit.node_cost[node]
 
 
 @dataclass(frozen=True)
@@ -214,10 +207,10 @@ def encode_latent(
     by_sigma = ordering == Ordering.SIGMA
     for plane in range(st.num_planes):
         order = impl.plane_order(plane, st, trit, by_sigma)
-        costs = plane_costs(order, st, trit)
+        cum_costs = impl.plane_cumulative_costs(order, st, trit)
         trits, sym_freq = impl.plane_symbols(order, st, trit, s_val)
         plane_bits = float(np.sum(trit.precision_bits - np.log2(sym_freq)))
-        ends = plane_cuts(costs, schedule.plane_chunks(plane_bits, bits_per_level, order.size))
+        ends = plane_cuts(cum_costs, schedule.plane_chunks(plane_bits, bits_per_level, order.size))
         start = 0
         for end in ends:
             payloads.append(impl.encode_chunk(order, start, int(end), trits, st, trit))
@@ -519,7 +512,8 @@ class LatentDecoder:
         if plane != self._plane:
             self._plane, self._plane_first_chunk = plane, index
             self._order = self._coder.plane_order(plane, st, tab, self.header.ordering == Ordering.SIGMA)
-            self._plane_ends = plane_cuts(plane_costs(self._order, st, tab), table.chunks_per_plane[plane])
+            self._plane_ends = plane_cuts(self._coder.plane_cumulative_costs(self._order, st, tab),
+                                          table.chunks_per_plane[plane])
         m = index - self._plane_first_chunk
         a = 0 if m == 0 else int(self._plane_ends[m - 1])
         b = int(self._plane_ends[m])

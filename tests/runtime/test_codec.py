@@ -30,7 +30,7 @@ from edge_sdk.runtime import (
 )
 from edge_sdk.runtime import BitstreamError
 from edge_sdk.runtime import bitstream as bs
-from edge_sdk.runtime.codec import plane_costs, plane_cuts, read_layout
+from edge_sdk.runtime.codec import plane_cuts, read_layout
 from edge_sdk.runtime.coders import PlaneState, get_coder
 from edge_sdk.runtime.tables import POW3, EntropyTables, laplace_z_tables
 
@@ -148,7 +148,7 @@ def _replay_ideal_bits(tables, data, means, kidx, y):
     ideal, index = [], 0
     for plane, count in enumerate(table.chunks_per_plane):
         order = coder.plane_order(plane, st, tables.trit, h.ordering == Ordering.SIGMA)
-        ends = plane_cuts(plane_costs(order, st, tables.trit), count)
+        ends = plane_cuts(coder.plane_cumulative_costs(order, st, tables.trit), count)
         trits, freqs = coder.plane_symbols(order, st, tables.trit, s_val)
         bits = tables.trit.precision_bits - np.log2(freqs)
         start = 0
@@ -341,7 +341,7 @@ def test_a_damaged_level_table_is_caught_by_the_next_check(tables, stream):
 def test_plane_cuts_give_count_non_empty_chunks_in_order(costs, count):
     costs = np.array(costs, np.int64)
     count = min(count, costs.size)
-    ends = plane_cuts(costs, count)
+    ends = plane_cuts(np.cumsum(costs), count)
     assert ends.size == count and ends[-1] == costs.size
     assert np.all(np.diff(np.concatenate([[0], ends])) >= 1)
     cum, total = np.cumsum(costs), int(costs.sum())
