@@ -282,8 +282,8 @@ def try_parse_table(data: bytes | bytearray, start: int) -> Optional[LevelTable]
     r = _Reader(data, start)
     try:
         num_planes = r.varint("level table: number of planes")
-        if num_planes > MAX_PLANES:
-            raise CorruptStreamError(f"level table: {num_planes} planes exceed the limit of {MAX_PLANES}")
+        if not 1 <= num_planes <= MAX_PLANES:
+            raise CorruptStreamError(f"level table: {num_planes} planes (1 to {MAX_PLANES} allowed)")
         counts = tuple(r.varint(f"level table: chunks of plane {i}") for i in range(num_planes))
         if any(c < 1 for c in counts):
             raise CorruptStreamError("level table: every plane needs at least one chunk")

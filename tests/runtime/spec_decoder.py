@@ -4,7 +4,7 @@ docs/bitstream.md alone (no runtime code read), the way a C port would be.
 Everything on the decoding path works on plain Python ints (the tables are
 turned into lists first). The only library calls are hashlib's SHA-256 for the
 tables hash (4.5); CRC-32 and the range decoder are implemented here from the
-text. Places where the text was ambiguous or wrong carry a ``# SPEC:`` comment.
+text. The ambiguities it found were fixed in the text (2.1, 2.2, 2.5, 5.6).
 """
 
 from __future__ import annotations
@@ -162,9 +162,7 @@ class Dec:
 
 # ----------------------------------------------------------------- tables (4, 5.5, 5.6)
 def build_log2_q8() -> list[int]:
-    # SPEC: 5.6 says "round" without a tie rule and that "no entry lies within 10^-3 of a
-    # rounding tie"; m = 32 gives 256*log2(1.125) = 43.50080, 8.0e-4 from a tie (the next
-    # closest, m = 181, is 1.3e-3 away). Harmless: a log2 good to 1e-6 still gets it right.
+    # 5.6: no value is within 8e-4 of a tie (m = 32: 43.5008), so the tie rule never matters
     return [int(math.floor(256.0 * math.log2(1.0 + m / 256.0) + 0.5)) for m in range(256)]
 
 
@@ -313,36 +311,24 @@ def _parse_header(data: bytes, max_latent_elements: int) -> Header:
         if version == 1:
             raise ForeignStreamError("format version 1 stream; this decoder reads version 2: re-encode")
         raise ForeignStreamError(f"unknown format version {version}")
-    # SPEC: 2.5 runs the flag and varint checks once the "header complete"; the header's
-    # extent depends on the varints, and an over-long varint (9th byte with bit 7) makes
-    # the extent unknown. Here: the parse goes as far as the bytes go; an over-long varint
-    # is CorruptStreamError at once (after the flag check if byte 5 is in); bytes ending
-    # inside the header give TruncatedStreamError, and the ordered checks of the
-    # "header complete" stage run after the whole header is in.
+    # 2.5: flags once 11 bytes are in; each header varint checked as it is read
     pos = 11
     values = []
-    minimal = True
     try:
         if len(data) < 11:
             raise _NeedMore
+        flags = data[5]
+        if flags & 0xFC:
+            raise ForeignStreamError(f"unknown flag bits 0x{flags:02x}")
         for _ in range(4 + 3 + 3 + 1):
-            try:
-                v, pos, ok = read_varint(data, pos)
-            except CorruptStreamError:
-                if data[5] & 0xFC:
-                    raise ForeignStreamError("unknown flag bits") from None
-                raise
-            minimal &= ok
+            v, pos, ok = read_varint(data, pos)
+            if not ok:
+                raise CorruptStreamError("non-minimal varint in the header")
             values.append(v)
         if len(data) < pos + 8:
             raise _NeedMore
     except _NeedMore:
         raise TruncatedStreamError("header incomplete") from None
-    flags = data[5]
-    if flags & 0xFC:
-        raise ForeignStreamError(f"unknown flag bits 0x{flags:02x}")
-    if not minimal:
-        raise CorruptStreamError("non-minimal varint in the header")
     ih, iw, pb, pr = values[0:4]
     y_shape = tuple(values[4:7])
     z_shape = tuple(values[7:10])
@@ -490,16 +476,10 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
     # ---- level table (2.2)
     try:
         pos = E0
-        # SPEC: 2.5 lists every table check under "table complete", yet says N <= 2^16 is
-        # "checked before the lengths are read", and its row does not mention varint
-        # minimality (only the Conventions do). A reader must bound what it reads before
-        # the table is complete, so this one checks the bounds (num_planes <= 12, varint
-        # form, N <= 2^16, running sum <= 2^34) as each field is read, also in a table
-        # that is still incomplete, and n_i >= 1 and the minimum chunk lengths once it is
-        # complete. Observed: the runtime splits them the same way.
+        # 2.5: bounds and varint form as each field is read, the rest once the table is complete
         L, pos, ok = _table_varint(data, pos)
-        if L > MAX_PLANES:
-            raise CorruptStreamError("num_planes > 12")
+        if not 1 <= L <= MAX_PLANES:
+            raise CorruptStreamError("num_planes outside 1..12")
         cpp = []
         for _ in range(L):
             v, pos, ok = _table_varint(data, pos)
@@ -514,8 +494,6 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
             total += v
             if total > MAX_PAYLOAD:
                 raise CorruptStreamError("payload too large")
-            # SPEC: 2.2 says T = 256, 4096, 4097 "never occur" but 2.5 does not say a
-            # reader rejects them; this reader accepts them (and so uses c from T).
             lengths.append(v)
     except _NeedMore:
         return  # level 0: table bytes are held until complete
@@ -526,8 +504,6 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
     res.num_planes, res.chunks_per_plane, res.lengths = L, cpp, lengths
     table = data[E0:pos]
     res.table_size = len(table)
-    # SPEC: with num_planes = 0 the first failing check is "num_planes = max plane_len",
-    # a PriorMismatchError, although such a table is simply corrupt (every l_e >= 1).
     if L != max(l):
         raise PriorMismatchError("num_planes differs from the prior's plane lengths")
     # participants per plane (5.1)

