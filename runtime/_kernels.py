@@ -208,6 +208,17 @@ def plane_order(plane, num_planes, plane_len, kidx, prefix, rem, prio_key, node_
 
 
 @njit(cache=True)
+def plane_cumulative_costs(order, plane_len, kidx, prefix, rem, node_cost, node_start, node_base):
+    """Running sum of the participants' expected trit information (1/256 bit), in plane order."""
+    cum = np.empty(order.size, dtype=np.int64)
+    total = np.int64(0)
+    for j in range(order.size):
+        total += node_cost[_node(order[j], kidx, plane_len, prefix, rem, node_start, node_base)]
+        cum[j] = total
+    return cum
+
+
+@njit(cache=True)
 def plane_symbols(order, s_val, plane_len, kidx, prefix, rem, node_c1, node_c2, node_start, node_base, pow3, bits, trits, freqs):
     """Encoder side: each participant's trit and its frequency (out of 2**bits)."""
     for j in range(order.size):

@@ -1,41 +1,52 @@
-"""The edge-sdk stream container: one module, mirroring ``docs/bitstream.md``.
+"""The edge-sdk stream container, format version 2: one module, mirroring ``docs/bitstream.md``.
 
-Layout (all integers little-endian)::
+Layout (fixed-width integers little-endian, varints unsigned LEB128)::
 
-    prefix   magic "EDGT" | version u8 | flags u8 | header_size u32
-    header   header_size bytes, the last 4 being CRC32(prefix + header[:-4])
-    payload  z payload | chunk 0 payload | chunk 1 payload | ...
+    header       magic "EDGT" | version u8 | flags u8 | quality u8 | codec_id 4 bytes
+                 | 11 varints (image size, padding, y and z shapes, z length)
+                 | scale_index_crc u32 | level0_crc u32 (over the header before it, then z)
+    z payload
+    level table  varint num_planes | varint chunks per plane ... | varint length of every chunk
+    chunks       payload ‖ check, one per level; the last is the escape chunk
 
-The header holds everything a decoder must know before the first payload
-byte: stream metadata, shapes, the chunk schedule and the chunk table
-(symbols, byte length and CRC of every chunk). A receiver that has the header
-knows exactly which byte ranges complete which level.
+Level 0 is the header and z alone. The level table follows z, so a client that
+has read a few dozen bytes past level 0 knows where every later level ends.
+Every chunk ends in a check of 1, 2 or 4 bytes (sized to the chunk) taken from a
+CRC-32 that runs over the table and every earlier chunk's payload and decoded
+symbols, so one damaged or desynchronised chunk also fails every later check.
 
-Only structure lives here; the meaning of the payloads is in ``codec.py``.
+Only structure lives here; what the payloads mean is in ``codec.py``.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
+from typing import Optional
 
 from .errors import CorruptStreamError, ForeignStreamError, TruncatedStreamError
 from .tables import MAX_PLANES
 
 MAGIC = b"EDGT"
-FORMAT_VERSION = 1
-PREFIX = struct.Struct("<4sBBI")
-PREFIX_SIZE = PREFIX.size  # 10
+FORMAT_VERSION = 2
+#: magic, version, flags, quality, codec_id
+FIXED = struct.Struct("<4sBBB4s")
+CODEC_ID_BYTES = 4
 
-MAX_HEADER_SIZE = 1 << 22
-MAX_NAME_BYTES = 255
 MAX_DIM = 65535
+MAX_IMAGE_SIDE = (1 << 32) - 1
 MAX_Y_ELEMENTS = 1 << 27
 MAX_Z_ELEMENTS = 1 << 25
 MAX_CHUNKS = 1 << 16
 MAX_PAYLOAD = 1 << 34
+#: the varints of the header: one header, one encoding (minimal form, at most 9 bytes each)
+HEADER_VARINTS = ("image height", "image width", "bottom padding", "right padding", "y channels", "y height",
+                  "y width", "z channels", "z height", "z width", "z length")
+MAX_HEADER_BYTES = FIXED.size + 9 * len(HEADER_VARINTS) + 8
+#: checks of the last (escape) chunk are always this long: the whole stream's final check
+ESCAPE_CHECK_BYTES = 4
 
 
 class PriorMode(IntEnum):
@@ -53,31 +64,45 @@ class Ordering(IntEnum):
 
 
 @dataclass(frozen=True)
-class ChunkEntry:
-    symbols: int
-    length: int
-    crc: int
-
-
-@dataclass(frozen=True)
 class Header:
-    """Everything in the header; sizes and offsets are derived properties."""
+    """Everything before the z payload; ``size`` is its length in bytes."""
 
-    model_name: str
-    bundle_hash: bytes
-    tables_hash: bytes
+    codec_id: bytes  # CODEC_ID_BYTES: the bundle (model, quality, graphs, tables, prior) or the tables alone
     image_size: tuple[int, int]  # (height, width) of the original image
-    padding: tuple[int, int, int, int]  # (top, left, bottom, right) added before analysis
+    pad_bottom: int
+    pad_right: int
     quality: int
     prior_mode: PriorMode
     ordering: Ordering
     y_shape: tuple[int, int, int]  # (C, H, W)
     z_shape: tuple[int, int, int]
-    scale_index_crc: int
-    chunks_per_plane: tuple[int, ...]  # plane 0 (most significant) first
     z_length: int
-    z_crc: int
-    chunks: tuple[ChunkEntry, ...] = field(default=())  # plane chunks, then the escape chunk
+    scale_index_crc: int
+    level0_crc: int
+    size: int = 0
+
+    @property
+    def padding(self) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right); version 2 pads at the bottom and right only."""
+        return (0, 0, self.pad_bottom, self.pad_right)
+
+    @property
+    def padded_size(self) -> tuple[int, int]:
+        return self.image_size[0] + self.pad_bottom, self.image_size[1] + self.pad_right
+
+    @property
+    def level0_end(self) -> int:
+        """Stream bytes that complete level 0 (header and z)."""
+        return self.size + self.z_length
+
+
+@dataclass(frozen=True)
+class LevelTable:
+    """The chunk layout that follows z: how many chunks each plane has and every chunk's length."""
+
+    chunks_per_plane: tuple[int, ...]  # plane 0 (most significant) first
+    lengths: tuple[int, ...]  # bytes of every chunk, check included; the escape chunk last
+    size: int = 0  # bytes of the table itself
 
     @property
     def num_planes(self) -> int:
@@ -85,13 +110,8 @@ class Header:
 
     @property
     def num_levels(self) -> int:
-        """Levels after level 0 (z only): one per chunk, the escape chunk last."""
-        return len(self.chunks)
-
-    @property
-    def padded_size(self) -> tuple[int, int]:
-        top, left, bottom, right = self.padding
-        return self.image_size[0] + top + bottom, self.image_size[1] + left + right
+        """Levels after level 0: one per chunk, the escape chunk last."""
+        return len(self.lengths)
 
     def plane_of_chunk(self, index: int) -> int:
         """Plane of chunk ``index``; ``num_planes`` for the escape chunk."""
@@ -101,8 +121,32 @@ class Header:
             index -= count
         return self.num_planes
 
+    def check_bytes(self, index: int) -> int:
+        """Length of chunk ``index``'s check."""
+        if index == self.num_levels - 1:
+            return ESCAPE_CHECK_BYTES
+        return check_size(self.lengths[index])
 
-def _put_varint(out: bytearray, value: int) -> None:
+
+def check_size(chunk_length: int) -> int:
+    """Check bytes of a plane chunk of ``chunk_length`` bytes (payload and check together)."""
+    return 1 if chunk_length < 256 else 2 if chunk_length < 4096 else 4
+
+
+def plane_chunk_length(payload_length: int) -> int:
+    """The chunk length (payload + check) for a plane chunk: the smallest check whose tier it lands in."""
+    for check in (1, 2, 4):
+        if check_size(payload_length + check) == check:
+            return payload_length + check
+    raise AssertionError("unreachable: a 4-byte check always fits")
+
+
+def chunk_check(running_crc: int, check_bytes: int) -> bytes:
+    """The stored check: the low ``check_bytes`` bytes of the running CRC-32, little-endian."""
+    return (running_crc & ((1 << (8 * check_bytes)) - 1)).to_bytes(check_bytes, "little")
+
+
+def put_varint(out: bytearray, value: int) -> None:
     if value < 0:
         raise ValueError("varints are unsigned")
     while True:
@@ -119,181 +163,162 @@ def varint_size(value: int) -> int:
     return max(1, (value.bit_length() + 6) // 7)
 
 
+class _NeedMore(Exception):
+    """The bytes so far end inside the structure being parsed."""
+
+
 class _Reader:
-    """Bounds-checked reader over a header whose CRC already passed."""
+    """Reader over a growing buffer: running out raises _NeedMore, bad encodings CorruptStreamError."""
 
-    def __init__(self, data: bytes, pos: int, end: int):
-        self.data, self.pos, self.end = data, pos, end
+    def __init__(self, data: bytes | bytearray, pos: int = 0):
+        self.data, self.pos = data, pos
 
-    def take(self, n: int, what: str) -> bytes:
-        if self.pos + n > self.end:
-            raise CorruptStreamError(f"header field {what} runs past the header end")
-        chunk = self.data[self.pos : self.pos + n]
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise _NeedMore
+        chunk = bytes(self.data[self.pos : self.pos + n])
         self.pos += n
         return chunk
-
-    def unpack(self, fmt: str, what: str) -> tuple:
-        s = struct.Struct("<" + fmt)
-        return s.unpack(self.take(s.size, what))
 
     def varint(self, what: str) -> int:
         value = 0
         for shift in range(0, 63, 7):
-            byte = self.take(1, what)[0]
+            byte = self.take(1)[0]
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
-                if byte == 0 and shift:  # one header, one encoding: no padded varints
-                    raise CorruptStreamError(f"header field {what} is a non-minimal varint")
+                if byte == 0 and shift:  # one stream, one encoding: no padded varints
+                    raise CorruptStreamError(f"{what} is a non-minimal varint")
                 return value
-        raise CorruptStreamError(f"header field {what} is an over-long varint")
+        raise CorruptStreamError(f"{what} is an over-long varint")
 
 
-def serialize_header(h: Header) -> bytes:
-    """Prefix + header bytes, CRC included."""
-    body = bytearray()
-    name = h.model_name.encode("utf-8")
-    if len(name) > MAX_NAME_BYTES:
-        raise ValueError(f"model name longer than {MAX_NAME_BYTES} bytes")
-    if len(h.bundle_hash) != 16 or len(h.tables_hash) != 16:
-        raise ValueError("bundle_hash and tables_hash must be 16 bytes")
-    body += struct.pack("<B", len(name)) + name + h.bundle_hash + h.tables_hash
-    body += struct.pack("<II4H", *h.image_size, *h.padding)
-    body += struct.pack("<BBB", h.quality, int(h.prior_mode), int(h.ordering))
-    body += struct.pack("<6H", *h.y_shape, *h.z_shape)
-    body += struct.pack("<I", h.scale_index_crc)
-    body += struct.pack("<B", h.num_planes)
-    for count in h.chunks_per_plane:
-        _put_varint(body, count)
-    _put_varint(body, h.z_length)
-    body += struct.pack("<I", h.z_crc)
-    for c in h.chunks:
-        _put_varint(body, c.symbols)
-        _put_varint(body, c.length)
-        body += struct.pack("<I", c.crc)
-    header_size = len(body) + 4
-    if header_size > MAX_HEADER_SIZE:
-        raise ValueError("header too large")
-    prefix = PREFIX.pack(MAGIC, FORMAT_VERSION, 0, header_size)
-    crc = zlib.crc32(body, zlib.crc32(prefix))
-    return prefix + bytes(body) + struct.pack("<I", crc)
+def serialize_header(h: Header, z_payload: bytes) -> bytes:
+    """Header bytes, ``level0_crc`` computed over them and ``z_payload`` (which follows them)."""
+    if len(h.codec_id) != CODEC_ID_BYTES:
+        raise ValueError(f"codec_id must be {CODEC_ID_BYTES} bytes")
+    if not 0 <= h.quality <= 255:
+        raise ValueError("quality must lie in 0..255")
+    flags = int(h.prior_mode) | int(h.ordering) << 1
+    out = bytearray(FIXED.pack(MAGIC, FORMAT_VERSION, flags, h.quality, h.codec_id))
+    for value in (*h.image_size, h.pad_bottom, h.pad_right, *h.y_shape, *h.z_shape, len(z_payload)):
+        put_varint(out, value)
+    out += struct.pack("<I", h.scale_index_crc)
+    out += struct.pack("<I", zlib.crc32(z_payload, zlib.crc32(out)))
+    return bytes(out)
 
 
-def read_prefix(data: bytes) -> int:
-    """Check magic and version; return ``header_size``. Needs ``PREFIX_SIZE`` bytes."""
-    if len(data) < PREFIX_SIZE:
-        if not MAGIC.startswith(bytes(data[: len(MAGIC)])):
-            raise ForeignStreamError("not an edge-sdk stream (bad magic)")
-        raise TruncatedStreamError(f"stream ends inside its {PREFIX_SIZE}-byte prefix ({len(data)} bytes)")
-    magic, version, flags, header_size = PREFIX.unpack_from(data)
-    if magic != MAGIC:
-        raise ForeignStreamError(f"not an edge-sdk stream (magic {magic!r}, expected {MAGIC!r})")
-    if version != FORMAT_VERSION:
-        raise ForeignStreamError(f"stream format version {version}; this edge-sdk reads version {FORMAT_VERSION}")
-    if flags != 0:
-        raise ForeignStreamError(f"stream uses flags {flags:#04x} that this edge-sdk does not know")
-    if not 4 <= header_size <= MAX_HEADER_SIZE:
-        raise CorruptStreamError(f"header size {header_size} out of range")
-    return header_size
+def _check_magic(data: bytes | bytearray) -> None:
+    head = bytes(data[:5])
+    if not head[:4] == MAGIC[: len(head[:4])]:
+        raise ForeignStreamError(f"not an edge-sdk stream (magic {head[:4]!r}, expected {MAGIC!r})")
+    if len(head) == 5 and head[4] != FORMAT_VERSION:
+        raise ForeignStreamError(
+            f"stream format version {head[4]}; this edge-sdk reads version {FORMAT_VERSION} only "
+            "(version 1 streams came from edge-sdk 0.1: re-encode the image)")
 
 
-def parse_header(data: bytes) -> Header:
-    """Parse and validate the header at the start of ``data`` (which may hold more)."""
-    header_size = read_prefix(data)
-    end = PREFIX_SIZE + header_size
-    if len(data) < end:
-        raise TruncatedStreamError(f"stream ends inside its header ({len(data)} of {end} bytes)")
-    (crc,) = struct.unpack_from("<I", data, end - 4)
-    if zlib.crc32(data[: end - 4]) != crc:
-        raise CorruptStreamError("header CRC mismatch: the header is damaged")
-    r = _Reader(data, PREFIX_SIZE, end - 4)
-    (name_len,) = r.unpack("B", "model_name length")
+def try_parse_header(data: bytes | bytearray) -> Optional[Header]:
+    """The header at the start of ``data``, or None while ``data`` ends inside it.
+
+    Checks structure and limits; ``level0_crc`` can only be checked once z is in
+    (:func:`check_level0`).
+    """
+    _check_magic(data)
+    r = _Reader(data)
     try:
-        model_name = r.take(name_len, "model_name").decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CorruptStreamError("model_name is not UTF-8") from exc
-    bundle_hash = r.take(16, "bundle_hash")
-    tables_hash = r.take(16, "tables_hash")
-    ih, iw, *padding = r.unpack("II4H", "image size and padding")
-    quality, prior_mode, ordering = r.unpack("BBB", "quality, prior mode, ordering")
-    dims = r.unpack("6H", "latent shapes")
-    (scale_crc,) = r.unpack("I", "scale_index_crc")
-    (num_planes,) = r.unpack("B", "num_planes")
-    chunks_per_plane = tuple(r.varint(f"chunks of plane {i}") for i in range(num_planes))
-    z_length = r.varint("z length")
-    (z_crc,) = r.unpack("I", "z crc")
-    total_chunks = sum(chunks_per_plane) + 1
-    if total_chunks > MAX_CHUNKS:
-        raise CorruptStreamError(f"{total_chunks} chunks exceed the limit of {MAX_CHUNKS}")
-    chunks = []
-    for i in range(total_chunks):
-        symbols = r.varint(f"chunk {i} symbols")
-        length = r.varint(f"chunk {i} length")
-        (ccrc,) = r.unpack("I", f"chunk {i} crc")
-        chunks.append(ChunkEntry(symbols, length, ccrc))
-    if r.pos != r.end:
-        raise CorruptStreamError(f"{r.end - r.pos} unexplained bytes at the end of the header")
-    try:
-        prior = PriorMode(prior_mode)
-        order = Ordering(ordering)
-    except ValueError as exc:
-        raise ForeignStreamError(f"unknown prior mode or ordering ({prior_mode}, {ordering})") from exc
-    h = Header(
-        model_name=model_name,
-        bundle_hash=bundle_hash,
-        tables_hash=tables_hash,
-        image_size=(ih, iw),
-        padding=tuple(padding),
-        quality=quality,
-        prior_mode=prior,
-        ordering=order,
-        y_shape=tuple(dims[:3]),
-        z_shape=tuple(dims[3:]),
-        scale_index_crc=scale_crc,
-        chunks_per_plane=chunks_per_plane,
-        z_length=z_length,
-        z_crc=z_crc,
-        chunks=tuple(chunks),
-    )
-    _check_limits(h)
-    return h
+        _, _, flags, quality, codec_id = FIXED.unpack(r.take(FIXED.size))
+        if flags & ~0b11:
+            raise ForeignStreamError(f"stream uses flags {flags:#04x} that this edge-sdk does not know")
+        ih, iw, pb, pr, c, h, w, cz, hz, wz, z_length = (r.varint(f"header field {n}") for n in HEADER_VARINTS)
+        scale_crc, level0 = struct.unpack("<II", r.take(8))
+    except _NeedMore:
+        return None
+    header = Header(codec_id=codec_id, image_size=(ih, iw), pad_bottom=pb, pad_right=pr, quality=quality,
+                    prior_mode=PriorMode(flags & 1), ordering=Ordering(flags >> 1 & 1), y_shape=(c, h, w),
+                    z_shape=(cz, hz, wz), z_length=z_length, scale_index_crc=scale_crc, level0_crc=level0,
+                    size=r.pos)
+    _check_header_limits(header)
+    return header
 
 
-def _check_limits(h: Header) -> None:
+def parse_header(data: bytes | bytearray) -> Header:
+    header = try_parse_header(data)
+    if header is None:
+        raise TruncatedStreamError(f"stream ends inside its header ({len(data)} bytes)")
+    return header
+
+
+def check_level0(data: bytes | bytearray, header: Header) -> None:
+    """Verify ``level0_crc`` over the header and the z payload (``data`` holds at least level 0)."""
+    crc = zlib.crc32(bytes(data[header.size : header.level0_end]), zlib.crc32(bytes(data[: header.size - 4])))
+    if crc != header.level0_crc:
+        raise CorruptStreamError("level-0 CRC mismatch: the header or the z payload is damaged")
+
+
+def _check_header_limits(h: Header) -> None:
+    if max(h.image_size) > MAX_IMAGE_SIDE or max(h.pad_bottom, h.pad_right) > MAX_DIM:
+        raise CorruptStreamError(f"image size {h.image_size} or padding out of range")
     for name, shape, limit in (("y", h.y_shape, MAX_Y_ELEMENTS), ("z", h.z_shape, MAX_Z_ELEMENTS)):
-        if min(shape) < 1:
-            raise CorruptStreamError(f"{name} shape {shape} has an empty axis")
+        if min(shape) < 1 or max(shape) > MAX_DIM:
+            raise CorruptStreamError(f"{name} shape {shape} has an empty or oversized axis")
         if shape[0] * shape[1] * shape[2] > limit:
             raise CorruptStreamError(f"{name} shape {shape} exceeds {limit} elements")
-    if h.num_planes > MAX_PLANES:
-        raise CorruptStreamError(f"{h.num_planes} planes exceed the limit of {MAX_PLANES}")
-    if any(c < 1 for c in h.chunks_per_plane):
-        raise CorruptStreamError("every plane needs at least one chunk")
-    y_elements = h.y_shape[0] * h.y_shape[1] * h.y_shape[2]
-    if any(c.symbols > y_elements for c in h.chunks):
-        raise CorruptStreamError("a chunk claims more symbols than the latent has elements")
-    if any(c.symbols == 0 for c in h.chunks[:-1]):
-        raise CorruptStreamError("a plane chunk holds no symbols")
-    if h.z_length + sum(c.length for c in h.chunks) > MAX_PAYLOAD:
-        raise CorruptStreamError("payload size exceeds the limit")
+    if h.z_length > MAX_PAYLOAD:
+        raise CorruptStreamError("z length exceeds the limit")
 
 
-def payload_offsets(h: Header, header_bytes: int) -> tuple[int, list[int]]:
-    """Byte offset of the z payload and of every chunk payload in the stream."""
-    z_start = header_bytes
-    pos = z_start + h.z_length
-    starts = []
-    for c in h.chunks:
-        starts.append(pos)
-        pos += c.length
-    return z_start, starts
+def serialize_table(table: LevelTable) -> bytes:
+    out = bytearray()
+    put_varint(out, table.num_planes)
+    for count in table.chunks_per_plane:
+        put_varint(out, count)
+    for length in table.lengths:
+        put_varint(out, length)
+    return bytes(out)
 
 
-def stream_size(h: Header, header_bytes: int) -> int:
-    return header_bytes + h.z_length + sum(c.length for c in h.chunks)
+def try_parse_table(data: bytes | bytearray, start: int) -> Optional[LevelTable]:
+    """The level table at ``data[start:]``, or None while ``data`` ends inside it."""
+    r = _Reader(data, start)
+    try:
+        num_planes = r.varint("level table: number of planes")
+        if not 1 <= num_planes <= MAX_PLANES:
+            raise CorruptStreamError(f"level table: {num_planes} planes (1 to {MAX_PLANES} allowed)")
+        counts = tuple(r.varint(f"level table: chunks of plane {i}") for i in range(num_planes))
+        if any(c < 1 for c in counts):
+            raise CorruptStreamError("level table: every plane needs at least one chunk")
+        total = sum(counts) + 1
+        if total > MAX_CHUNKS:
+            raise CorruptStreamError(f"level table: {total} chunks exceed the limit of {MAX_CHUNKS}")
+        lengths = []
+        running = 0
+        for i in range(total):
+            length = r.varint(f"level table: length of chunk {i}")
+            running += length
+            if running > MAX_PAYLOAD:
+                raise CorruptStreamError("level table: payload size exceeds the limit")
+            lengths.append(length)
+    except _NeedMore:
+        return None
+    table = LevelTable(counts, tuple(lengths), r.pos - start)
+    for i, length in enumerate(table.lengths):
+        if length < (ESCAPE_CHECK_BYTES if i == total - 1 else 1):
+            raise CorruptStreamError(f"level table: chunk {i} of {length} bytes cannot hold its check")
+    return table
 
 
-def crc32(*parts: bytes) -> int:
-    crc = 0
+def level_ends(header: Header, table: Optional[LevelTable]) -> list[int]:
+    """Stream bytes that complete each level; only level 0 while the table is unknown."""
+    ends = [header.level0_end]
+    if table is not None:
+        ends.append(ends[0] + table.size + table.lengths[0])
+        for length in table.lengths[1:]:
+            ends.append(ends[-1] + length)
+    return ends
+
+
+def crc32(*parts: bytes, start: int = 0) -> int:
+    crc = start
     for p in parts:
         crc = zlib.crc32(p, crc)
     return crc

@@ -20,7 +20,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import bitstream as bs
-from .bitstream import ChunkEntry, Header, Ordering, PriorMode
+from .bitstream import Header, LevelTable, Ordering, PriorMode
 from .coders import Coder, PlaneState, get_coder
 from .errors import (
     BitstreamError,
@@ -36,7 +36,6 @@ from .tables import POW3, EntropyTables
 
 #: Largest |round(y - mean)| or |z| the escape code carries.
 MAX_ABS_SYMBOL = 1 << 38
-NO_BUNDLE = bytes(16)
 
 PriorFn = Callable[[np.ndarray, Header], "tuple[np.ndarray, np.ndarray]"]
 
@@ -45,56 +44,76 @@ PriorFn = Callable[[np.ndarray, Header], "tuple[np.ndarray, np.ndarray]"]
 class ChunkSchedule:
     """How the encoder cuts planes into chunks (levels). Not needed to decode.
 
-    The encoder aims at ``target_levels`` chunks of equal estimated size over
-    the whole stream: a plane that holds a share ``b`` of the bits gets about
-    ``b * target_levels`` chunks, cut at equal cumulative bits in priority
-    order, but never chunks below ``min_chunk_bytes`` (each chunk costs its
-    table entry, 3-5 bytes, plus at most one flush byte and its 4-byte CRC:
-    about 9 bytes on the benchmark latent). Every plane is at least one chunk.
+    Every level costs framing: its length in the level table (1-2 bytes), its check
+    (1-4 bytes) and at most one flush byte, about ``level_bytes`` together. The
+    encoder spends at most ``framing_budget`` of the estimated stream size on it, so
+    a 4 KB stream gets about 26 levels and a large one ``target_levels``. Each plane
+    gets chunks in proportion to its share of the bits (at least one), cut where the
+    expected information in plane order reaches equal shares (docs/bitstream.md 5.6).
     """
 
     target_levels: int = 64
-    min_chunk_bytes: int = 24
+    framing_budget: float = 0.02
+    level_bytes: float = 3.0
 
     def __post_init__(self) -> None:
-        if self.target_levels < 1 or self.min_chunk_bytes < 1:
-            raise ValueError("target_levels and min_chunk_bytes must be positive")
+        if self.target_levels < 1 or not 0 < self.framing_budget <= 1 or self.level_bytes <= 0:
+            raise ValueError("target_levels must be positive, framing_budget in (0, 1], level_bytes positive")
 
-    def cut(self, costs: np.ndarray, bits_per_level: float) -> list[int]:
-        """End positions of the chunks of one plane, given per-symbol costs in bits."""
-        n = costs.size
-        plane_bits = float(costs.sum())
+    def levels_for(self, total_bits: float) -> int:
+        """Levels to aim at for a stream of about ``total_bits`` of y (planes add at least one each)."""
+        affordable = int(self.framing_budget * total_bits / 8 / self.level_bytes)
+        return max(1, min(self.target_levels, affordable))
+
+    def plane_chunks(self, plane_bits: float, bits_per_level: float, participants: int) -> int:
         count = round(plane_bits / bits_per_level) if bits_per_level > 0 else 1
-        count = min(count, int(plane_bits // (8 * self.min_chunk_bytes)), n)
-        count = max(1, count)
-        if count == 1:
-            return [n]
-        cum = np.cumsum(costs)
-        targets = plane_bits * np.arange(1, count) / count
-        cuts = np.unique(np.clip(np.searchsorted(cum, targets) + 1, 1, n - 1))
-        return [int(c) for c in cuts] + [n]
+        return max(1, min(count, participants))
+
+
+def plane_cuts(cumulative_costs: np.ndarray, count: int) -> np.ndarray:
+    """End positions of the ``count`` chunks of a plane (docs/bitstream.md 5.6).
+
+    ``cumulative_costs`` is the running sum of the expected information of the plane's
+    symbols in plane order (integers, from :attr:`TritTables.node_cost`), which the decoder
+    knows before the plane starts, so chunk sizes never travel. Chunk m ends after the
+    first symbol where the running sum reaches ``floor(total * m / count)``, kept strictly
+    increasing and leaving every later chunk at least one symbol.
+    """
+    cum = np.asarray(cumulative_costs, np.int64)
+    n = int(cum.size)
+    if not 1 <= count <= n:
+        raise ValueError(f"a plane of {n} symbols cannot hold {count} chunks")
+    total = int(cum[-1])
+    m = np.arange(1, count, dtype=np.int64)
+    candidate = np.minimum(np.searchsorted(cum, total * m // count, side="left"), n - 1) + 1
+    # e_m = min(max(candidate_m, e_{m-1} + 1), n - (count - m)), e_0 = 0, in closed form
+    ends = np.minimum(np.maximum.accumulate(candidate - m) + m, n - count + m)
+    return np.append(ends, n)
 
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """Metadata recorded in the header; the runtime does not interpret it."""
+    """Metadata recorded in the header; the runtime does not interpret it.
 
-    model_name: str = ""
-    bundle_hash: bytes = NO_BUNDLE
+    ``codec_id`` names what the stream needs to decode (4 bytes: the bundle's codec id
+    for streams of a bundle); None writes the entropy tables' own digest.
+    """
+
+    codec_id: Optional[bytes] = None
     image_size: tuple[int, int] = (0, 0)
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     quality: int = 0
     prior_mode: PriorMode = PriorMode.FLOAT
 
     def __post_init__(self) -> None:
-        if len(self.model_name.encode("utf-8")) > bs.MAX_NAME_BYTES:
-            raise ValueError(f"model_name must fit in {bs.MAX_NAME_BYTES} UTF-8 bytes")
-        if len(self.bundle_hash) != 16:
-            raise ValueError("bundle_hash must be 16 bytes")
-        if len(self.image_size) != 2 or not all(0 <= v < 2**32 for v in self.image_size):
+        if self.codec_id is not None and len(self.codec_id) != bs.CODEC_ID_BYTES:
+            raise ValueError(f"codec_id must be {bs.CODEC_ID_BYTES} bytes")
+        if len(self.image_size) != 2 or not all(0 <= v <= bs.MAX_IMAGE_SIDE for v in self.image_size):
             raise ValueError("image_size must be (height, width), each in 0..2**32-1")
-        if len(self.padding) != 4 or not all(0 <= v <= 65535 for v in self.padding):
+        if len(self.padding) != 4 or not all(0 <= v <= bs.MAX_DIM for v in self.padding):
             raise ValueError("padding must be (top, left, bottom, right), each in 0..65535")
+        if self.padding[0] or self.padding[1]:
+            raise ValueError("the stream format pads at the bottom and right only (top and left must be 0)")
         if not 0 <= self.quality <= 255:
             raise ValueError("quality must lie in 0..255")
 
@@ -178,58 +197,72 @@ def encode_latent(
     bin_at = trit.cdf_start[kidx] + s_val
     freqs = trit.cdf[bin_at + 1].astype(np.int64) - trit.cdf[bin_at].astype(np.int64)
     total_bits = float(np.sum(trit.precision_bits - np.log2(freqs)))
-    bits_per_level = total_bits / schedule.target_levels
+    bits_per_level = total_bits / schedule.levels_for(total_bits)
 
-    chunks: list[ChunkEntry] = []
+    # First every payload (their lengths make the level table), then the checks: they run
+    # over the table, so they can only be computed once it is known.
     payloads: list[bytes] = []
+    check_data: list[bytes] = []  # what each chunk's check covers beyond its payload
     chunks_per_plane = []
     by_sigma = ordering == Ordering.SIGMA
     for plane in range(st.num_planes):
         order = impl.plane_order(plane, st, trit, by_sigma)
+        cum_costs = impl.plane_cumulative_costs(order, st, trit)
         trits, sym_freq = impl.plane_symbols(order, st, trit, s_val)
-        costs = trit.precision_bits - np.log2(sym_freq)
-        ends = schedule.cut(costs, bits_per_level)
+        plane_bits = float(np.sum(trit.precision_bits - np.log2(sym_freq)))
+        ends = plane_cuts(cum_costs, schedule.plane_chunks(plane_bits, bits_per_level, order.size))
         start = 0
         for end in ends:
-            payload = impl.encode_chunk(order, start, end, trits, st, trit)
-            crc = bs.crc32(payload, trits[start:end].tobytes())
-            chunks.append(ChunkEntry(end - start, len(payload), crc))
-            payloads.append(payload)
-            start = end
+            payloads.append(impl.encode_chunk(order, start, int(end), trits, st, trit))
+            check_data.append(trits[start:end].tobytes())
+            start = int(end)
         chunks_per_plane.append(len(ends))
         impl.apply(order, 0, order.size, trits, st)
 
     edges = st.edges()
     q_edge, c_edge = q[edges], centre[edges]
     overflow = np.where(s_val[edges] == 0, -c_edge - q_edge, q_edge - c_edge).astype(np.int64)
-    esc_payload = impl.encode_escapes(overflow)
-    chunks.append(ChunkEntry(int(edges.size), len(esc_payload), bs.crc32(esc_payload, overflow.astype("<i8").tobytes())))
-    payloads.append(esc_payload)
+    payloads.append(impl.encode_escapes(overflow))
+    check_data.append(overflow.astype("<i8").tobytes())
+
+    lengths = [bs.plane_chunk_length(len(p)) for p in payloads[:-1]] + [len(payloads[-1]) + bs.ESCAPE_CHECK_BYTES]
+    table = LevelTable(tuple(chunks_per_plane), tuple(lengths))
+    table_bytes = bs.serialize_table(table)
+    running = bs.crc32(table_bytes)
+    chunk_bytes = []
+    for payload, covered, length in zip(payloads, check_data, lengths):
+        running = bs.crc32(payload, covered, start=running)
+        chunk_bytes.append(payload + bs.chunk_check(running, length - len(payload)))
 
     z_payload = impl.encode_z(z_f.astype(np.int64).ravel(), _z_channels(z.shape), tables.z)
     header = Header(
-        model_name=info.model_name,
-        bundle_hash=info.bundle_hash,
-        tables_hash=tables.digest,
+        codec_id=info.codec_id if info.codec_id is not None else tables.digest[: bs.CODEC_ID_BYTES],
         image_size=tuple(info.image_size),
-        padding=tuple(info.padding),
+        pad_bottom=info.padding[2],
+        pad_right=info.padding[3],
         quality=info.quality,
         prior_mode=info.prior_mode,
         ordering=Ordering(ordering),
         y_shape=tuple(y.shape),
         z_shape=tuple(z.shape),
-        scale_index_crc=scale_index_crc(kidx),
-        chunks_per_plane=tuple(chunks_per_plane),
         z_length=len(z_payload),
-        z_crc=bs.crc32(z_payload),
-        chunks=tuple(chunks),
+        scale_index_crc=scale_index_crc(kidx),
+        level0_crc=0,
     )
-    return bs.serialize_header(header) + z_payload + b"".join(payloads)
+    return bs.serialize_header(header, z_payload) + z_payload + table_bytes + b"".join(chunk_bytes)
 
 
 def read_header(data: bytes) -> Header:
     """Parse a stream's header (for inspection; decoding is :class:`LatentDecoder`)."""
-    return bs.parse_header(bytes(data[: bs.PREFIX_SIZE + bs.read_prefix(bytes(data[: bs.PREFIX_SIZE]))]))
+    return bs.parse_header(bytes(data[: bs.MAX_HEADER_BYTES]))
+
+
+def read_layout(data: bytes) -> tuple[Header, Optional[LevelTable]]:
+    """Header and level table of a stream or prefix; the table is None while ``data`` ends before it."""
+    header = read_header(data)
+    if len(data) < header.level0_end:
+        return header, None
+    return header, bs.try_parse_table(data, header.level0_end)
 
 
 def level_boundaries(data: bytes) -> list[int]:
@@ -237,13 +270,10 @@ def level_boundaries(data: bytes) -> list[int]:
 
     Entry 0 covers header and z; the last entry is the whole stream. Cutting a
     stream at any of these offsets leaves a stream that decodes to that level.
+    A prefix that ends before the level table (the bytes right after z) lists level 0 only.
     """
-    h = read_header(data)
-    header_bytes = bs.PREFIX_SIZE + bs.read_prefix(bytes(data[: bs.PREFIX_SIZE]))
-    ends = [header_bytes + h.z_length]
-    for c in h.chunks:
-        ends.append(ends[-1] + c.length)
-    return ends
+    header, table = read_layout(data)
+    return bs.level_ends(header, table)
 
 
 def truncate_to_level(data: bytes, level: int) -> bytes:
@@ -266,8 +296,9 @@ class LatentDecoder:
         dec.complete                      # True once every chunk is in
 
     Without ``prior``, call :meth:`set_prior` once :attr:`z` is available.
-    ``expected_bundle_hash`` (16 bytes) makes a stream of another bundle fail
-    early. ``max_latent_elements`` bounds the memory a header may ask for.
+    ``expected_codec_id`` (4 bytes, a bundle's) makes a stream of another bundle
+    fail early; without it the stream must name these entropy tables.
+    ``max_latent_elements`` bounds the memory a header may ask for.
     """
 
     def __init__(
@@ -276,32 +307,37 @@ class LatentDecoder:
         *,
         prior: Optional[PriorFn] = None,
         coder: str = "fast",
-        expected_bundle_hash: Optional[bytes] = None,
+        expected_codec_id: Optional[bytes] = None,
         max_latent_elements: int = bs.MAX_Y_ELEMENTS,
     ) -> None:
+        if expected_codec_id is not None and len(expected_codec_id) != bs.CODEC_ID_BYTES:
+            raise ValueError(f"expected_codec_id must be {bs.CODEC_ID_BYTES} bytes")
         self.tables = tables
         self._prior_fn = prior
         self._coder: Coder = get_coder(coder)
-        self._expected_bundle = expected_bundle_hash
+        self._expected_id = expected_codec_id
         self._max_elements = max_latent_elements
         self._buf = bytearray()
         self.header: Optional[Header] = None
+        self.table: Optional[LevelTable] = None
         self.z: Optional[np.ndarray] = None
-        self._header_bytes = 0
         self._chunk_starts: list[int] = []
         self._means: Optional[np.ndarray] = None
         self._state: Optional[PlaneState] = None
         self._escape: Optional[np.ndarray] = None  # exact residual corrections once decoded
+        self._running_crc = 0
         self.level = 0
-        self._plane = 0
-        self._plane_pos = 0
+        self._plane = -1
         self._order: Optional[np.ndarray] = None
+        self._plane_ends: Optional[np.ndarray] = None
+        self._plane_first_chunk = 0
+        self._layout_checked = False
 
     # ----------------------------------------------------------------- status
     @property
     def num_levels(self) -> Optional[int]:
-        """Highest level (number of chunks), once the header is in."""
-        return None if self.header is None else self.header.num_levels
+        """Highest level (number of chunks), once the level table is in."""
+        return None if self.table is None else self.table.num_levels
 
     @property
     def ready(self) -> bool:
@@ -310,12 +346,12 @@ class LatentDecoder:
 
     @property
     def complete(self) -> bool:
-        return self.header is not None and self._state is not None and self.level == self.header.num_levels
+        return self.table is not None and self._state is not None and self.level == self.table.num_levels
 
     @property
     def needs_more(self) -> bool:
-        """True while the stream has chunks that have not arrived yet."""
-        return self.header is None or self.bytes_received < self.stream_size
+        """True while the stream has bytes that have not arrived yet."""
+        return self.table is None or self.bytes_received < self.stream_size
 
     @property
     def bytes_received(self) -> int:
@@ -323,47 +359,47 @@ class LatentDecoder:
 
     @property
     def stream_size(self) -> Optional[int]:
-        return None if self.header is None else bs.stream_size(self.header, self._header_bytes)
+        """Total stream bytes, once the level table is in."""
+        if self.table is None:
+            return None
+        return bs.level_ends(self.header, self.table)[-1]
 
     def bytes_for_level(self, level: int) -> int:
         """Stream bytes needed to decode up to ``level`` (header and z included)."""
         if self.header is None:
             raise RuntimeError("header not received yet")
-        return self._header_bytes + self.header.z_length + sum(c.length for c in self.header.chunks[:level])
+        ends = bs.level_ends(self.header, self.table)
+        if level >= len(ends):
+            raise RuntimeError("level table not received yet" if self.table is None else
+                               f"level must lie in 0..{len(ends) - 1}")
+        return ends[level]
 
     # ---------------------------------------------------------------- feeding
     def feed(self, data: bytes | bytearray | memoryview | np.ndarray) -> int:
         """Append bytes; decode whatever became complete. Returns the number of new levels.
 
-        Bytes are taken only up to the end the header declares; more raises
-        :class:`CorruptStreamError` (the stream itself stays usable).
+        Bytes past the end of the stream raise :class:`CorruptStreamError` after every
+        level before them has been decoded (the decoder stays usable at its level).
         """
         if isinstance(data, np.ndarray):
             data = np.ascontiguousarray(data, dtype=np.uint8).ravel()
         view = memoryview(data).cast("B")
         before = self.level
-        offset = 0
-        while offset < len(view):
-            room = self._next_boundary() - len(self._buf)
-            if room <= 0 and self.header is None:
-                self._advance()  # the header is in but did not parse: raise that error again
-            if room <= 0:
-                raise CorruptStreamError(
-                    f"{len(view) - offset} bytes past the end of the stream ({self.stream_size} bytes)"
-                )
-            take = min(room, len(view) - offset)
-            self._buf += view[offset : offset + take]
-            offset += take
+        size = self.stream_size
+        if size is not None and len(self._buf) + len(view) > size:
+            excess = len(self._buf) + len(view) - size
+            self._buf += view[: len(view) - excess]
             self._advance()
+            raise CorruptStreamError(f"{excess} bytes past the end of the stream ({size} bytes)")
+        self._buf += view
+        self._advance()
+        size = self.stream_size
+        if size is not None and len(self._buf) > size:
+            excess = len(self._buf) - size
+            del self._buf[size:]
+            self._advance()
+            raise CorruptStreamError(f"{excess} bytes past the end of the stream ({size} bytes)")
         return self.level - before
-
-    def _next_boundary(self) -> int:
-        """Buffer length at which the next parse step can run (or the stream's end)."""
-        if self.header is not None:
-            return self.stream_size
-        if len(self._buf) < bs.PREFIX_SIZE:
-            return bs.PREFIX_SIZE
-        return bs.PREFIX_SIZE + bs.read_prefix(bytes(self._buf[: bs.PREFIX_SIZE]))
 
     def set_prior(self, means: np.ndarray, scale_indices: np.ndarray) -> None:
         """Provide the hyper-synthesis output for this stream's z; decodes buffered chunks."""
@@ -382,72 +418,68 @@ class LatentDecoder:
                 "scale indices differ from the encoder's (CRC mismatch): the hyperprior ran differently "
                 "here (other weights, backend or precision), so the y planes cannot be decoded"
             )
-        st = PlaneState.start(kidx, self.tables.trit)
-        if st.num_planes != self.header.num_planes:
-            raise PriorMismatchError(f"prior gives {st.num_planes} planes, the stream has {self.header.num_planes}")
-        index = 0
-        for plane, count in enumerate(self.header.chunks_per_plane):
-            symbols = sum(c.symbols for c in self.header.chunks[index : index + count])
-            index += count
-            if symbols != st.participants(plane):
-                raise CorruptStreamError(
-                    f"plane {plane}: the chunk table holds {symbols} symbols, the prior gives {st.participants(plane)}"
-                )
         self._means = means.astype(np.float32, copy=True)
-        self._state = st
+        self._state = PlaneState.start(kidx, self.tables.trit)
         self._advance()
+
+    def _check_table_against_prior(self) -> None:
+        st, table = self._state, self.table
+        if st.num_planes != table.num_planes:
+            raise PriorMismatchError(f"prior gives {st.num_planes} planes, the stream has {table.num_planes}")
+        for plane, count in enumerate(table.chunks_per_plane):
+            if count > st.participants(plane):
+                raise CorruptStreamError(
+                    f"plane {plane}: the level table lists {count} chunks for {st.participants(plane)} symbols")
 
     def _advance(self) -> None:
         if self.header is None:
-            self._try_header()
-        if self.header is not None and self.z is None:
-            self._try_z()
+            header = bs.try_parse_header(self._buf)
+            if header is None:
+                return
+            y_elements = math.prod(header.y_shape)
+            if y_elements > self._max_elements:
+                raise CorruptStreamError(
+                    f"latent of {y_elements} elements exceeds this decoder's limit of {self._max_elements}")
+            self.header = header
+        if self.z is None:
+            if len(self._buf) < self.header.level0_end:
+                return
+            self._decode_level0()
+        if self.table is None:
+            self.table = bs.try_parse_table(self._buf, self.header.level0_end)
+            if self.table is None:
+                return
+            self._running_crc = bs.crc32(bytes(self._buf[self.header.level0_end : self.header.level0_end + self.table.size]))
+            ends = bs.level_ends(self.header, self.table)
+            self._chunk_starts = [ends[0] + self.table.size] + ends[1:-1]
         if self._state is None:
             return
-        while self.level < self.header.num_levels:
-            entry = self.header.chunks[self.level]
+        if not self._layout_checked:
+            self._check_table_against_prior()
+            self._layout_checked = True
+        while self.level < self.table.num_levels:
             start = self._chunk_starts[self.level]
-            if len(self._buf) < start + entry.length:
+            length = self.table.lengths[self.level]
+            if len(self._buf) < start + length:
                 return
-            self._decode_chunk(self.level, entry, bytes(self._buf[start : start + entry.length]))
+            self._decode_chunk(self.level, bytes(self._buf[start : start + length]))
             self.level += 1
 
-    def _try_header(self) -> None:
-        if len(self._buf) < bs.PREFIX_SIZE:
-            if self._buf and not bs.MAGIC.startswith(bytes(self._buf[:4])):
-                bs.read_prefix(bytes(self._buf))  # raises ForeignStreamError
-            return
-        size = bs.PREFIX_SIZE + bs.read_prefix(bytes(self._buf[: bs.PREFIX_SIZE]))
-        if len(self._buf) < size:
-            return
-        header = bs.parse_header(bytes(self._buf[:size]))
-        if header.tables_hash != self.tables.digest:
-            raise TableMismatchError(
-                f"stream was coded with entropy tables {header.tables_hash.hex()}, "
-                f"this decoder holds {self.tables.digest.hex()}"
-            )
-        if self._expected_bundle is not None and header.bundle_hash != self._expected_bundle:
-            raise BundleMismatchError(
-                f"stream comes from bundle {header.bundle_hash.hex()} ({header.model_name or 'unnamed'}), "
-                f"this decoder runs bundle {self._expected_bundle.hex()}"
-            )
-        y_elements = math.prod(header.y_shape)
-        if y_elements > self._max_elements:
-            raise CorruptStreamError(f"latent of {y_elements} elements exceeds this decoder's limit of {self._max_elements}")
-        if header.z_shape[0] != self.tables.z.num_channels:
-            raise TableMismatchError(f"stream z has {header.z_shape[0]} channels, the z tables {self.tables.z.num_channels}")
-        self.header = header
-        self._header_bytes = size
-        _, self._chunk_starts = bs.payload_offsets(header, size)
-
-    def _try_z(self) -> None:
+    def _decode_level0(self) -> None:
         h = self.header
-        end = self._header_bytes + h.z_length
-        if len(self._buf) < end:
-            return
-        payload = bytes(self._buf[self._header_bytes : end])
-        if bs.crc32(payload) != h.z_crc:
-            raise CorruptStreamError("z section CRC mismatch: the z payload is damaged")
+        bs.check_level0(self._buf, h)
+        if self._expected_id is not None and h.codec_id != self._expected_id:
+            raise BundleMismatchError(
+                f"stream comes from codec {h.codec_id.hex()}, this decoder runs {self._expected_id.hex()} "
+                "(another bundle, quality or model)")
+        tables_id = self.tables.digest[: bs.CODEC_ID_BYTES]
+        if self._expected_id is None and h.codec_id != tables_id:
+            raise TableMismatchError(
+                f"stream was coded for codec {h.codec_id.hex()}, this decoder holds entropy tables "
+                f"{tables_id.hex()} (a bundle's stream needs the bundle's codec id)")
+        if h.z_shape[0] != self.tables.z.num_channels:
+            raise TableMismatchError(f"stream z has {h.z_shape[0]} channels, the z tables {self.tables.z.num_channels}")
+        payload = bytes(self._buf[h.size : h.level0_end])
         try:
             values = self._coder.decode_z(payload, _z_channels(h.z_shape), self.tables.z)
         except RangeCoderError as exc:
@@ -457,43 +489,48 @@ class LatentDecoder:
             means, kidx = self._prior_fn(self.z, h)
             self.set_prior(means, kidx)
 
-    def _decode_chunk(self, index: int, entry: ChunkEntry, payload: bytes) -> None:
-        h, st, tab = self.header, self._state, self.tables.trit
-        plane = h.plane_of_chunk(index)
-        where = f"chunk {index} (plane {plane}"
-        if plane == h.num_planes:
+    def _decode_chunk(self, index: int, chunk: bytes) -> None:
+        table, st, tab = self.table, self._state, self.tables.trit
+        check_len = table.check_bytes(index)
+        payload, stored = chunk[:-check_len], chunk[-check_len:]
+        plane = table.plane_of_chunk(index)
+        if plane == table.num_planes:
+            where = f"chunk {index} (escapes)"
             edges = st.edges()
-            if entry.symbols != edges.size:
-                raise CorruptChunkError(
-                    f"{where}, escapes): table lists {entry.symbols} edge elements, the planes give {edges.size}", index
-                )
             try:
                 overflow = self._coder.decode_escapes(payload, edges.size)
             except RangeCoderError as exc:
-                raise CorruptChunkError(f"{where}, escapes): {exc}", index) from exc
-            if bs.crc32(payload, overflow.astype("<i8").tobytes()) != entry.crc:
-                raise CorruptChunkError(f"{where}, escapes): CRC mismatch", index)
+                raise CorruptChunkError(f"{where}: {exc}", index) from exc
+            running = bs.crc32(payload, overflow.astype("<i8").tobytes(), start=self._running_crc)
+            if bs.chunk_check(running, check_len) != stored:
+                raise CorruptChunkError(f"{where}: check mismatch", index)
             correction = np.zeros(st.prefix.size, np.int64)
             correction[edges] = np.where(st.symbols()[edges] == 0, -overflow, overflow)
             self._escape = correction
+            self._running_crc = running
             return
-        if self._order is None or plane != self._plane:
-            self._plane, self._plane_pos = plane, 0
-            self._order = self._coder.plane_order(plane, st, tab, h.ordering == Ordering.SIGMA)
-        a, b = self._plane_pos, self._plane_pos + entry.symbols
-        where += f", symbols {a}..{b})"
+        if plane != self._plane:
+            self._plane, self._plane_first_chunk = plane, index
+            self._order = self._coder.plane_order(plane, st, tab, self.header.ordering == Ordering.SIGMA)
+            self._plane_ends = plane_cuts(self._coder.plane_cumulative_costs(self._order, st, tab),
+                                          table.chunks_per_plane[plane])
+        m = index - self._plane_first_chunk
+        a = 0 if m == 0 else int(self._plane_ends[m - 1])
+        b = int(self._plane_ends[m])
+        where = f"chunk {index} (plane {plane}, symbols {a}..{b})"
         try:
             trits = self._coder.decode_chunk(self._order, a, b, st, tab, payload)
         except RangeCoderError as exc:
             raise CorruptChunkError(f"{where}: {exc}; the payload is damaged", index) from exc
-        if bs.crc32(payload, trits.tobytes()) != entry.crc:
+        running = bs.crc32(payload, trits.tobytes(), start=self._running_crc)
+        if bs.chunk_check(running, check_len) != stored:
             self._coder.rollback(self._order, a, b, st)
             raise CorruptChunkError(
-                f"{where}: CRC mismatch; the payload is damaged or the decoder's probabilities "
+                f"{where}: check mismatch; the payload is damaged or the decoder's probabilities "
                 "differ from the encoder's",
                 index,
             )
-        self._plane_pos = b
+        self._running_crc = running
 
     # ---------------------------------------------------------------- results
     def residual_estimate(self) -> np.ndarray:
@@ -541,7 +578,7 @@ def decode_stream(
     prior: PriorFn,
     *,
     coder: str = "fast",
-    expected_bundle_hash: Optional[bytes] = None,
+    expected_codec_id: Optional[bytes] = None,
 ) -> LatentDecoder:
     """Decode every whole chunk of ``data`` (a stream or a prefix of one).
 
@@ -549,7 +586,7 @@ def decode_stream(
     incomplete; a stream cut inside the y section decodes to the last whole
     chunk (``decoder.level``), which is what progressive decoding is for.
     """
-    dec = LatentDecoder(tables, prior=prior, coder=coder, expected_bundle_hash=expected_bundle_hash)
+    dec = LatentDecoder(tables, prior=prior, coder=coder, expected_codec_id=expected_codec_id)
     dec.feed(data)
     if dec.header is None:
         raise TruncatedStreamError(f"stream ends inside its header ({len(data)} bytes)")
@@ -566,7 +603,9 @@ __all__ = [
     "decode_stream",
     "encode_latent",
     "level_boundaries",
+    "plane_cuts",
     "read_header",
+    "read_layout",
     "truncate_to_level",
     "scale_index_crc",
 ]

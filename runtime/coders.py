@@ -66,6 +66,7 @@ class Coder(Protocol):
     name: str
 
     def plane_order(self, plane: int, st: PlaneState, tables: TritTables, by_sigma: bool) -> np.ndarray: ...
+    def plane_cumulative_costs(self, order, st: PlaneState, tables: TritTables) -> np.ndarray: ...
     def plane_symbols(self, order, st: PlaneState, tables: TritTables, s_val) -> tuple[np.ndarray, np.ndarray]: ...
     def encode_chunk(self, order, a: int, b: int, trits, st: PlaneState, tables: TritTables) -> bytes: ...
     def decode_chunk(self, order, a: int, b: int, st: PlaneState, tables: TritTables, payload: bytes) -> np.ndarray: ...
@@ -99,6 +100,16 @@ class ReferenceCoder:
                 node = (3 ** (length - rem) - 1) // 2 + int(st.prefix[e])
                 keys[e] = int(tables.prio_key[tables.node_start[k] + node])
         return np.array(sorted(keys, key=lambda e: (-keys[e], e)), dtype=np.int64)
+
+    def plane_cumulative_costs(self, order, st, tables):
+        """Running sum of each participant's expected trit information (docs/bitstream.md 5.6)."""
+        cum, total = np.empty(order.size, np.int64), 0
+        for j, e in enumerate(order):
+            length, rem, k = int(st.plane_len[e]), int(st.rem[e]), int(st.kidx[e])
+            node = (3 ** (length - rem) - 1) // 2 + int(st.prefix[e])
+            total += int(tables.node_cost[tables.node_start[k] + node])
+            cum[j] = total
+        return cum
 
     @staticmethod
     def _cumulative(e, st, tables):
@@ -232,6 +243,10 @@ class FastCoder:
 
     def _nodes(self, st, tables):
         return st.plane_len, st.kidx, st.prefix, st.rem, tables.node_c1, tables.node_c2, tables.node_start, NODE_BASE
+
+    def plane_cumulative_costs(self, order, st, tables):
+        return self._k.plane_cumulative_costs(
+            order, st.plane_len, st.kidx, st.prefix, st.rem, tables.node_cost, tables.node_start, NODE_BASE)
 
     def plane_symbols(self, order, st, tables, s_val):
         trits = np.empty(order.size, np.uint8)

@@ -183,6 +183,34 @@ def _node_cumulatives(cdf, cdf_start, plane_len, node_start, precision_bits):
     return c1, c2
 
 
+#: LOG2_Q8[m] = round(256 * log2(1 + m / 256)): the fractional part of log2 in 1/256 bit. No entry lies
+#: within 1e-3 of a rounding tie, so any log2 good to 1e-6 builds the same table (docs/bitstream.md 5.6).
+LOG2_Q8 = np.array([round(256 * math.log2(1 + m / 256)) for m in range(256)], dtype=np.int64)
+
+
+def information_q8(freq: np.ndarray, precision_bits: int) -> np.ndarray:
+    """-log2(freq / 2**P) in 1/256 bit, integers only: 256·P − (256·⌊log2 f⌋ + LOG2_Q8[8-bit mantissa])."""
+    f = np.asarray(freq, np.int64)
+    if np.any(f < 1):
+        raise ValueError("frequencies must be at least 1")
+    exponent = np.zeros_like(f)
+    rest = f.copy()
+    for shift in (32, 16, 8, 4, 2, 1):  # floor(log2 f) without floating point
+        big = rest >= (1 << shift)
+        exponent += np.where(big, shift, 0)
+        rest = np.where(big, rest >> shift, rest)
+    mantissa = ((f << 8) >> exponent) & 255
+    return 256 * precision_bits - (256 * exponent + LOG2_Q8[mantissa])
+
+
+def _node_costs(c1: np.ndarray, c2: np.ndarray, precision_bits: int) -> np.ndarray:
+    """Expected information of every node's trit in 1/256 bit (the chunk cut rule's weights), exact integers."""
+    total = 1 << precision_bits
+    freqs = np.stack([c1.astype(np.int64), c2.astype(np.int64) - c1, total - c2.astype(np.int64)], axis=-1)
+    weighted = freqs * information_q8(np.maximum(freqs, 1), precision_bits)  # a 0 term adds 0 (validate refuses it)
+    return (weighted.sum(axis=-1) >> precision_bits).astype(np.int64)
+
+
 def _moments(cdf: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """First-moment prefix sums ``mom[j] = sum_{s<j} s * f[s]`` per table, int64-exact."""
     mom = np.zeros(cdf.size, dtype=np.int64)
@@ -208,12 +236,14 @@ class TritTables:
     mom: np.ndarray = field(init=False, repr=False)  # int64, aligned with cdf; derived
     node_c1: np.ndarray = field(init=False, repr=False)  # uint32 per node (node_start layout); derived
     node_c2: np.ndarray = field(init=False, repr=False)
+    node_cost: np.ndarray = field(init=False, repr=False)  # int64 per node: expected trit information, 1/256 bit
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mom", _moments(self.cdf, self.cdf_start))
         c1, c2 = _node_cumulatives(self.cdf, self.cdf_start, self.plane_len, self.node_start, self.precision_bits)
         object.__setattr__(self, "node_c1", c1)
         object.__setattr__(self, "node_c2", c2)
+        object.__setattr__(self, "node_cost", _node_costs(c1, c2, self.precision_bits))
 
     @property
     def num_scales(self) -> int:

@@ -2,8 +2,12 @@
 
 import dataclasses
 
+from typing import NamedTuple
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import make_latent, prior_of
 from edge_sdk.runtime import (
@@ -24,7 +28,9 @@ from edge_sdk.runtime import (
     read_header,
     truncate_to_level,
 )
+from edge_sdk.runtime import BitstreamError
 from edge_sdk.runtime import bitstream as bs
+from edge_sdk.runtime.codec import plane_cuts, read_layout
 from edge_sdk.runtime.coders import PlaneState, get_coder
 from edge_sdk.runtime.tables import POW3, EntropyTables, laplace_z_tables
 
@@ -62,7 +68,7 @@ def test_extreme_residuals_scales_and_z_are_escaped_not_clipped(tables):
     dec = decode_stream(data, tables, prior_of(means, kidx))
     assert np.array_equal(dec.residual(), _residual(y, means))
     assert np.array_equal(dec.z, z)
-    assert dec.header.chunks[-1].symbols > 0  # the escape chunk carries the edge elements
+    assert dec.table.lengths[-1] > bs.ESCAPE_CHECK_BYTES  # the escape chunk carries the overflows
 
 
 def test_batch_axis_and_dtypes_are_accepted(tables):
@@ -91,12 +97,13 @@ def test_latent_distortion_never_increases_over_levels(tables):
 
 def test_every_chunk_prefix_decodes_and_matches_streaming(tables):
     y, means, kidx, z = make_latent(tables, (8, 6, 6), seed=5)
-    data = encode_latent(y, means, kidx, z, tables, schedule=ChunkSchedule(target_levels=24, min_chunk_bytes=1))
+    data = encode_latent(y, means, kidx, z, tables, schedule=ChunkSchedule(target_levels=24, framing_budget=1.0))
     streaming = LatentDecoder(tables, prior=prior_of(means, kidx))
     ends = level_boundaries(data)
     assert len(ends) > 10 and ends[-1] == len(data)
+    assert all(b > a for a, b in zip(ends, ends[1:]))  # every chunk holds at least its check
     for level, end in enumerate(ends):
-        reached = max(j for j, e in enumerate(ends) if e == end)  # zero-byte chunks complete at once
+        reached = level
         prefix = decode_stream(truncate_to_level(data, level), tables, prior_of(means, kidx))
         assert prefix.level == reached and prefix.complete == (reached == len(ends) - 1)
         while streaming.bytes_received < end:  # one byte at a time
@@ -108,8 +115,8 @@ def test_every_chunk_prefix_decodes_and_matches_streaming(tables):
 
 def test_512x768_latent_gets_at_least_50_levels(tables):
     y, means, kidx, z = make_latent(tables, (320, 32, 48), seed=6, sigma_range=(0.1, 8.0))
-    h = read_header(encode_latent(y, means, kidx, z, tables))
-    assert h.num_levels - 1 >= 50  # not counting the escape chunk
+    _, table = read_layout(encode_latent(y, means, kidx, z, tables))
+    assert table.num_levels - 1 >= 50  # not counting the escape chunk
 
 
 def test_sigma_ordering_codes_larger_scales_first(tables):
@@ -125,23 +132,31 @@ def test_sigma_ordering_codes_larger_scales_first(tables):
 # --------------------------------------------------------------- efficiency
 
 
+class Chunk(NamedTuple):
+    symbols: int
+    length: int  # payload and check
+    check: int
+
+
 def _replay_ideal_bits(tables, data, means, kidx, y):
     """Ideal bits (-log2 of the model's trit frequencies) of every chunk, replaying the encoder."""
-    h = read_header(data)
+    h, table = read_layout(data)
     coder = get_coder("fast")
     st = PlaneState.start(kidx, tables.trit)
     centre = (POW3[st.plane_len] - 1) // 2
     s_val = np.clip(_residual(y, means).astype(np.int64).ravel() + centre, 0, 2 * centre)
     ideal, index = [], 0
-    for plane, count in enumerate(h.chunks_per_plane):
+    for plane, count in enumerate(table.chunks_per_plane):
         order = coder.plane_order(plane, st, tables.trit, h.ordering == Ordering.SIGMA)
+        ends = plane_cuts(coder.plane_cumulative_costs(order, st, tables.trit), count)
         trits, freqs = coder.plane_symbols(order, st, tables.trit, s_val)
         bits = tables.trit.precision_bits - np.log2(freqs)
         start = 0
-        for entry in h.chunks[index : index + count]:
-            ideal.append((plane, entry, float(bits[start : start + entry.symbols].sum())))
-            start += entry.symbols
-        index += count
+        for end in ends:
+            chunk = Chunk(symbols=int(end) - start, length=table.lengths[index], check=table.check_bytes(index))
+            ideal.append((plane, chunk, float(bits[start:end].sum())))
+            start = int(end)
+            index += 1
         coder.apply(order, 0, order.size, trits, st)
     return ideal
 
@@ -154,20 +169,36 @@ def test_rate_within_half_percent_of_ideal_on_large_planes(tables):
         acc = per_plane.setdefault(plane, [0, 0.0, 0])
         acc[0] += entry.symbols
         acc[1] += bits
-        acc[2] += 8 * entry.length
+        acc[2] += 8 * (entry.length - entry.check)
     large = {p: v for p, v in per_plane.items() if v[0] >= 100_000}
     assert large, "test latent should have planes of at least 1e5 symbols"
     for plane, (symbols, ideal, actual) in large.items():
         assert actual <= 1.005 * ideal, f"plane {plane}: {actual} bits vs ideal {ideal:.0f}"
 
 
-def test_per_chunk_overhead_is_at_most_8_bytes_plus_crc(tables):
+def test_per_chunk_framing_is_its_length_its_check_and_one_flush_byte(tables):
     y, means, kidx, z = make_latent(tables, (64, 16, 24), seed=9)
-    data = encode_latent(y, means, kidx, z, tables, schedule=ChunkSchedule(target_levels=128, min_chunk_bytes=1))
-    for plane, entry, bits in _replay_ideal_bits(tables, data, means, kidx, y):
-        table_bytes = bs.varint_size(entry.symbols) + bs.varint_size(entry.length)
-        overhead = entry.length - bits / 8 + table_bytes
-        assert overhead <= 8, f"chunk of plane {plane}: {overhead:.2f} bytes of overhead"
+    data = encode_latent(y, means, kidx, z, tables, schedule=ChunkSchedule(target_levels=128, framing_budget=1.0))
+    chunks = _replay_ideal_bits(tables, data, means, kidx, y)
+    assert len(chunks) > 60
+    for plane, chunk, bits in chunks:
+        assert chunk.check == (1 if chunk.length < 256 else 2 if chunk.length < 4096 else 4)
+        overhead = chunk.length - bits / 8 + bs.varint_size(chunk.length)
+        assert overhead <= bs.varint_size(chunk.length) + chunk.check + 1.01, f"plane {plane}: {overhead:.2f} bytes"
+
+
+@pytest.mark.parametrize("shape, levels", [((192, 14, 19), 16), ((192, 32, 48), 50)])
+def test_framing_stays_within_its_budget(tables, shape, levels):
+    # photo-like latents: most elements small, a few large (a 224-px and a Kodak-sized image)
+    y, means, kidx, z = make_latent(tables, shape, seed=12, sigma_range=(0.11, 6.0))
+    data = encode_latent(y, means, kidx, z, tables)
+    h, table = read_layout(data)
+    assert h.size <= 32  # level 0 is z plus at most 32 bytes
+    assert table.num_levels >= levels
+    chunks = _replay_ideal_bits(tables, data, means, kidx, y)
+    framing = table.size + sum(c.check for _, c, _ in chunks) + table.check_bytes(table.num_levels - 1)
+    y_bytes = len(data) - h.level0_end
+    assert framing <= 0.03 * y_bytes, (framing, y_bytes)
 
 
 # -------------------------------------------------------------- bad input
@@ -176,15 +207,15 @@ def test_per_chunk_overhead_is_at_most_8_bytes_plus_crc(tables):
 @pytest.fixture(scope="module")
 def stream(tables):
     y, means, kidx, z = make_latent(tables, (6, 5, 5), seed=10)
-    info = StreamInfo(model_name="unit", bundle_hash=b"B" * 16, image_size=(75, 80), padding=(0, 0, 5, 0), quality=3)
-    data = encode_latent(y, means, kidx, z, tables, info=info, schedule=ChunkSchedule(8, 1))
+    info = StreamInfo(image_size=(75, 80), padding=(0, 0, 5, 0), quality=3)
+    data = encode_latent(y, means, kidx, z, tables, info=info, schedule=ChunkSchedule(8, framing_budget=1.0))
     return data, means, kidx, y
 
 
-def test_header_round_trips_metadata(stream):
+def test_header_round_trips_metadata(tables, stream):
     data, *_ = stream
     h = read_header(data)
-    assert (h.model_name, h.bundle_hash, h.image_size, h.padding, h.quality) == ("unit", b"B" * 16, (75, 80), (0, 0, 5, 0), 3)
+    assert (h.codec_id, h.image_size, h.padding, h.quality) == (tables.digest[:4], (75, 80), (0, 0, 5, 0), 3)
     assert h.padded_size == (80, 80)
     assert h.y_shape == (6, 5, 5)
 
@@ -197,17 +228,22 @@ def test_foreign_and_future_streams_are_refused(tables, stream):
     future[4] = bs.FORMAT_VERSION + 1
     with pytest.raises(ForeignStreamError, match="version"):
         decode_stream(bytes(future), tables, prior_of(means, kidx))
+    old = bytearray(data)
+    old[4] = 1
+    with pytest.raises(ForeignStreamError, match="version 1 .*re-encode"):
+        decode_stream(bytes(old), tables, prior_of(means, kidx))
 
 
 def test_truncated_header_or_z_raise(tables, stream):
     data, means, kidx, _ = stream
     h = read_header(data)
-    header_len = len(bs.serialize_header(h))
-    for cut in (0, 3, bs.PREFIX_SIZE, header_len - 1):
+    for cut in (0, 3, 5, h.size - 1):
         with pytest.raises(TruncatedStreamError):
             decode_stream(data[:cut], tables, prior_of(means, kidx))
     with pytest.raises(TruncatedStreamError, match="z section"):
-        decode_stream(data[: header_len + h.z_length - 1], tables, prior_of(means, kidx))
+        decode_stream(data[: h.level0_end - 1], tables, prior_of(means, kidx))
+    level0 = decode_stream(data[: h.level0_end], tables, prior_of(means, kidx))  # level 0 needs no table
+    assert level0.level == 0 and level0.num_levels is None and level0.ready
 
 
 def test_trailing_bytes_raise_but_keep_the_decode(tables, stream):
@@ -224,8 +260,14 @@ def test_wrong_tables_bundle_or_prior_are_named(tables, stream):
     other = EntropyTables(trit=tables.trit, z=laplace_z_tables([0.7] * tables.z.num_channels))
     with pytest.raises(TableMismatchError):
         decode_stream(data, other, prior_of(means, kidx))
-    with pytest.raises(BundleMismatchError, match="unit"):
-        decode_stream(data, tables, prior_of(means, kidx), expected_bundle_hash=b"C" * 16)
+    y, *_ = stream[3:]
+    z = np.zeros((tables.z.num_channels, 1, 1), np.int64)
+    bundled = encode_latent(y, means, kidx, z, tables, info=StreamInfo(codec_id=b"BNDL"))
+    with pytest.raises(BundleMismatchError, match=b"BNDL".hex()):
+        decode_stream(bundled, tables, prior_of(means, kidx), expected_codec_id=b"CCCC")
+    with pytest.raises(TableMismatchError, match="codec id"):
+        decode_stream(bundled, tables, prior_of(means, kidx))
+    assert decode_stream(bundled, tables, prior_of(means, kidx), expected_codec_id=b"BNDL").complete
     shifted = kidx.copy()
     shifted.flat[7] = (shifted.flat[7] + 1) % tables.trit.num_scales
     with pytest.raises(PriorMismatchError, match="scale indices"):
@@ -234,11 +276,9 @@ def test_wrong_tables_bundle_or_prior_are_named(tables, stream):
 
 def test_corrupt_chunk_is_named_and_state_kept(tables, stream):
     data, means, kidx, _ = stream
-    h = read_header(data)
     start = level_boundaries(data)[2]
     damaged = bytearray(data)
     damaged[start] ^= 0x40  # first byte of chunk 2
-    assert h.chunks[2].length > 0
     dec = LatentDecoder(tables, prior=prior_of(means, kidx))
     with pytest.raises(CorruptChunkError, match="chunk 2") as err:
         dec.feed(bytes(damaged))
@@ -251,17 +291,22 @@ def test_corrupt_chunk_is_named_and_state_kept(tables, stream):
 def test_non_minimal_varints_are_refused(stream):
     data, *_ = stream
     h = read_header(data)
-    raw = bytearray(bs.serialize_header(h))
-    at = raw.index(bytes(h.chunks_per_plane[:1]), 79 + len(h.model_name))  # first chunks_per_plane varint
-    padded = raw[:at] + bytes([raw[at] | 0x80, 0x00]) + raw[at + 1 : -4]
-    padded[6:10] = (len(padded) - 10 + 4).to_bytes(4, "little")
-    padded += bs.crc32(bytes(padded)).to_bytes(4, "little")
+    z_payload = data[h.size : h.level0_end]
+    raw = bytearray(bs.serialize_header(h, z_payload))
+    at = bs.FIXED.size  # the first varint: image height 75, one byte
+    padded = raw[:at] + bytes([raw[at] | 0x80, 0x00]) + raw[at + 1 :]
     with pytest.raises(CorruptStreamError, match="non-minimal"):
         bs.parse_header(bytes(padded))
+    table_at = h.level0_end
+    assert data[table_at] < 0x80  # number of planes
+    padded = data[:table_at] + bytes([data[table_at] | 0x80, 0x00]) + data[table_at + 1 :]
+    with pytest.raises(CorruptStreamError, match="non-minimal"):
+        bs.try_parse_table(padded, table_at)
 
 
 def test_stream_info_is_range_checked():
-    for bad in (dict(quality=256), dict(padding=(0, 0, 70000, 0)), dict(image_size=(2**32, 1)), dict(bundle_hash=b"x")):
+    for bad in (dict(quality=256), dict(padding=(0, 0, 70000, 0)), dict(padding=(1, 0, 0, 0)),
+                dict(image_size=(2**32, 1)), dict(codec_id=b"x")):
         with pytest.raises(ValueError):
             StreamInfo(**bad)
 
@@ -271,10 +316,37 @@ def test_header_limits_stop_memory_bombs(tables, stream):
     h = read_header(data)
     huge = dataclasses.replace(h, y_shape=(65535, 65535, 65535))
     with pytest.raises(CorruptStreamError, match="exceeds"):
-        bs.parse_header(bs.serialize_header(huge))
+        bs.parse_header(bs.serialize_header(huge, b""))
     dec = LatentDecoder(tables, max_latent_elements=10)
     with pytest.raises(CorruptStreamError, match="limit"):
         dec.feed(data)
+    table = bs.serialize_table(bs.LevelTable((60_000, 60_000), (1,) * 120_001))
+    with pytest.raises(CorruptStreamError, match="exceed the limit"):
+        bs.try_parse_table(table, 0)
+
+
+def test_a_damaged_level_table_is_caught_by_the_next_check(tables, stream):
+    data, means, kidx, _ = stream
+    h, table = read_layout(data)
+    at = h.level0_end + table.size - 1  # the escape chunk's length
+    damaged = bytearray(data)
+    damaged[at] ^= 0x01
+    dec = LatentDecoder(tables, prior=prior_of(means, kidx))
+    with pytest.raises(BitstreamError):
+        dec.feed(bytes(damaged))
+    assert dec.level < table.num_levels
+
+
+@given(costs=st.lists(st.integers(0, 500), min_size=1, max_size=300), count=st.integers(1, 300))
+def test_plane_cuts_give_count_non_empty_chunks_in_order(costs, count):
+    costs = np.array(costs, np.int64)
+    count = min(count, costs.size)
+    ends = plane_cuts(np.cumsum(costs), count)
+    assert ends.size == count and ends[-1] == costs.size
+    assert np.all(np.diff(np.concatenate([[0], ends])) >= 1)
+    cum, total = np.cumsum(costs), int(costs.sum())
+    for m, end in enumerate(ends[:-1], start=1):  # each cut reaches its share, unless later chunks need room
+        assert cum[end - 1] >= total * m // count or end == costs.size - count + m
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ def test_reference_and_fast_write_identical_bytes(tables, seed, shape, lo, hi, o
         y.flat[0] += 1e6
         z = z.copy()
         z.flat[0] = -5000
-    schedule = ChunkSchedule(target_levels=levels, min_chunk_bytes=1)
+    schedule = ChunkSchedule(target_levels=levels, framing_budget=1.0)
     ref = encode_latent(y, means, kidx, z, tables, ordering=ordering, schedule=schedule, coder="reference")
     fast = encode_latent(y, means, kidx, z, tables, ordering=ordering, schedule=schedule, coder="fast")
     assert ref == fast
@@ -39,7 +39,7 @@ def test_reference_and_fast_write_identical_bytes(tables, seed, shape, lo, hi, o
 
 def test_paths_agree_on_every_intermediate_reconstruction(tables):
     y, means, kidx, z = make_latent(tables, (6, 5, 5), seed=3)
-    data = encode_latent(y, means, kidx, z, tables, schedule=ChunkSchedule(target_levels=16, min_chunk_bytes=1))
+    data = encode_latent(y, means, kidx, z, tables, schedule=ChunkSchedule(target_levels=16, framing_budget=1.0))
     decs = [LatentDecoder(tables, prior=prior_of(means, kidx), coder=c) for c in ("reference", "fast")]
     for i in range(len(data)):
         for d in decs:

@@ -19,7 +19,7 @@ def small(tables):
     y, means, kidx, z = make_latent(tables, (3, 4, 4), seed=20, sigma_range=(0.3, 30.0))
     y = y.copy()
     y[0, 0, 0] += 5000.0  # exercise the escape chunk too
-    data = encode_latent(y, means, kidx, z, tables, schedule=ChunkSchedule(target_levels=12, min_chunk_bytes=1))
+    data = encode_latent(y, means, kidx, z, tables, schedule=ChunkSchedule(target_levels=12, framing_budget=1.0))
     clean = LatentDecoder(tables, prior=prior_of(means, kidx))
     by_level = []
     for end in level_boundaries(data):
