@@ -180,7 +180,7 @@ def measure(mode, bundle, configs, photos, args) -> dict:
                 row["mismatched_indices"] += bad
                 if bad or (args.verify_every and row["pairs"] % args.verify_every == 0):
                     if stream is None:
-                        info = StreamInfo(model_name=bundle.model_name, bundle_hash=bundle.codec_id,
+                        info = StreamInfo(codec_id=bundle.stream_codec_id,
                                           image_size=rgb.shape[:2], padding=padding, quality=int(round(bundle.quality)),
                                           prior_mode=PriorMode[mode.upper()])
                         stream = encode_latent(y[0], means_e, kidx_e, z, tables, info=info)

@@ -129,6 +129,13 @@ class Bundle:
     integer_prior: Optional[IntegerPrior] = None
 
     @property
+    def stream_codec_id(self) -> bytes:
+        """The codec id as streams carry it (docs/bitstream.md 2.1): its first bytes."""
+        from .bitstream import CODEC_ID_BYTES
+
+        return self.codec_id[:CODEC_ID_BYTES]
+
+    @property
     def model_name(self) -> str:
         return self.manifest.model.name
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from .images import DEFAULT_MAX_PIXELS, ImageInput, pad_image, read_image, resize_short_side, to_uint8
 from .bitstream import Ordering, PriorMode
-from .codec import ChunkSchedule, LatentDecoder, StreamInfo, encode_latent, level_boundaries, read_header
+from .codec import ChunkSchedule, LatentDecoder, StreamInfo, encode_latent, level_boundaries, read_header, read_layout
 from .tables import scale_to_index
 from .backends import Backend, GraphSet, open_backend
 from .bundle import Bundle
@@ -208,7 +208,7 @@ class Encoder:
         """The progressive stream of ``image`` and the milliseconds each stage took."""
         lat = self.latent(image)
         t3 = time.perf_counter()
-        info = StreamInfo(model_name=self.bundle.model_name, bundle_hash=self.bundle.codec_id,
+        info = StreamInfo(codec_id=self.bundle.stream_codec_id,
                           image_size=lat.image_size, padding=lat.padding, quality=int(round(self.bundle.quality)),
                           prior_mode=self.prior_mode)
         data = encode_latent(lat.y, lat.means, lat.scale_indices, lat.z, self.bundle.tables, info=info,
@@ -224,7 +224,7 @@ class DecodeSession:
         self._graphs = decoder.graphs
         self._tables = decoder.bundle.tables
         self._timings: dict[str, float] = {"hyperprior": 0.0, "entropy_decode": 0.0}
-        self._latent = LatentDecoder(self._tables, prior=self._prior, expected_bundle_hash=decoder.bundle.codec_id,
+        self._latent = LatentDecoder(self._tables, prior=self._prior, expected_codec_id=decoder.bundle.stream_codec_id,
                                      max_latent_elements=decoder.max_latent_elements)
         self._cache: dict[str, tuple[int, object]] = {}
 
@@ -243,9 +243,6 @@ class DecodeSession:
         self._latent.feed(data)
         spent = (time.perf_counter() - t) * 1e3 - (self._timings["hyperprior"] - before)
         self._timings["entropy_decode"] += spent
-        if self._latent.header is not None and self._latent.header.model_name != self._decoder.bundle.model_name:
-            raise BitstreamError(f"stream is for model {self._latent.header.model_name!r}, "
-                                 f"this decoder holds {self._decoder.bundle.model_name!r}")
         return self._latent.level
 
     @property
@@ -401,13 +398,20 @@ class Decoder:
         if level is None or level == DEEPEST:
             session.feed(data)
         else:
+            header, table = read_layout(data)
             ends = level_boundaries(data)
+            if table is None and isinstance(level, int) and level > 0:
+                raise BitstreamError(f"level {level} needs the level table that follows byte {header.level0_end}; "
+                                     f"the data holds {len(data)} bytes")
             if isinstance(level, str) or not 0 <= level < len(ends):
                 raise ValueError(f"level must lie in 0..{len(ends) - 1} or be DEEPEST (the deepest the data "
                                  f"holds), got {level!r}")
             if ends[level] > len(data):
                 raise BitstreamError(f"level {level} needs {ends[level]} bytes; the data holds {len(data)}")
-            session.feed(data[: ends[level]])
+            end = ends[level]
+            if level == 0 and table is not None:  # the level table too: level 0 still, but sizes become known
+                end = header.level0_end + table.size
+            session.feed(data[:end])
         session._require_ready()
         return session
 
@@ -457,6 +461,6 @@ class Decoder:
 
     @staticmethod
     def describe(data: bytes) -> dict:
-        header = read_header(bytes(data))
-        return {"model": header.model_name, "image_size": list(header.image_size), "levels": header.num_levels,
-                "prior_mode": header.prior_mode.name.lower()}
+        header, table = read_layout(bytes(data))
+        return {"codec_id": header.codec_id.hex(), "image_size": list(header.image_size),
+                "levels": None if table is None else table.num_levels, "prior_mode": header.prior_mode.name.lower()}

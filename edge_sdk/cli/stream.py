@@ -14,32 +14,25 @@ import typer
 from rich.table import Table
 
 from edge_sdk.cli.common import app, console, fail, open_bundle, read_stream
-from edge_sdk.runtime import FORMAT_VERSION, EntropyTables, TableError, level_boundaries, read_header, truncate_to_level
+from edge_sdk.runtime import FORMAT_VERSION, EntropyTables, TableError, level_boundaries, truncate_to_level
+from edge_sdk.runtime.bitstream import CODEC_ID_BYTES
+from edge_sdk.runtime.codec import read_layout
 from edge_sdk.runtime.fileio import atomic_write
 
 
 def _describe(data: bytes) -> dict:
-    h = read_header(data)
+    h, table = read_layout(data)
     ends = level_boundaries(data)
-    header_bytes = ends[0] - h.z_length
-    levels = []
-    for j, end in enumerate(ends):
-        plane = None if j == 0 else h.plane_of_chunk(j - 1)
-        levels.append(
-            {
-                "level": j,
-                "plane": plane if plane is None or plane < h.num_planes else "escape",
-                "symbols": 0 if j == 0 else h.chunks[j - 1].symbols,
-                "bytes_total": end,
-                "complete": end <= len(data),
-            }
-        )
+    levels = [{"level": 0, "plane": None, "bytes": ends[0], "bytes_total": ends[0], "complete": ends[0] <= len(data)}]
+    if table is not None:
+        for j, end in enumerate(ends[1:], start=1):
+            plane = table.plane_of_chunk(j - 1)
+            levels.append({"level": j, "plane": plane if plane < table.num_planes else "escape",
+                           "bytes": table.lengths[j - 1], "bytes_total": end, "complete": end <= len(data)})
     available = max(j for j, e in enumerate(ends) if e <= len(data)) if len(data) >= ends[0] else None
     return {
         "format_version": FORMAT_VERSION,
-        "model_name": h.model_name,
-        "bundle_hash": h.bundle_hash.hex(),
-        "tables_hash": h.tables_hash.hex(),
+        "codec_id": h.codec_id.hex(),
         "image_size": list(h.image_size),
         "padding": list(h.padding),
         "quality": h.quality,
@@ -47,17 +40,17 @@ def _describe(data: bytes) -> dict:
         "ordering": h.ordering.name.lower(),
         "y_shape": list(h.y_shape),
         "z_shape": list(h.z_shape),
-        "planes": h.num_planes,
-        "chunks_per_plane": list(h.chunks_per_plane),
-        "levels": h.num_levels,
-        "header_bytes": header_bytes,
+        "planes": None if table is None else table.num_planes,
+        "chunks_per_plane": None if table is None else list(table.chunks_per_plane),
+        "levels": None if table is None else table.num_levels,
+        "header_bytes": h.size,
         "z_bytes": h.z_length,
-        "stream_bytes": ends[-1],
+        "level_table_bytes": None if table is None else table.size,
+        "stream_bytes": ends[-1] if table is not None else None,
         "file_bytes": len(data),
         "decodable_level": available,
         "level_table": levels,
     }
-
 
 
 def _describe_bundle(path: Path) -> dict:
@@ -126,7 +119,8 @@ def inspect(
 
     For a stream, the header is checked (magic, version, CRC); payloads are not
     decoded, so no model is needed. With --tables or --bundle, also checks that
-    the stream was coded with those entropy tables (and that bundle's codec).
+    the stream was coded for those entropy tables (or that bundle: the stream's
+    codec id names the bundle, quality and tables together).
     For a bundle directory, every file's sha256, the manifest and the entropy
     tables are verified.
     """
@@ -144,26 +138,25 @@ def inspect(
             digest = EntropyTables.load(tables).digest.hex()
         except TableError as exc:
             fail(str(exc))
-        info["tables_match"] = digest == info["tables_hash"]
+        info["tables_match"] = digest[: 2 * CODEC_ID_BYTES] == info["codec_id"]
     if bundle is not None:
         loaded = open_bundle(bundle)
-        info["tables_match"] = loaded.tables.digest.hex() == info["tables_hash"]
-        info["bundle_match"] = loaded.codec_id.hex() == info["bundle_hash"]
+        info["bundle_match"] = loaded.stream_codec_id.hex() == info["codec_id"]
     if as_json:
         print(json.dumps(info))
         return
     summary = Table(title=f"{stream.name}: edge-sdk stream v{info['format_version']}", show_header=False)
-    for key in ("model_name", "quality", "image_size", "padding", "y_shape", "z_shape", "prior_mode", "ordering",
-                "planes", "chunks_per_plane", "levels", "header_bytes", "z_bytes", "stream_bytes", "file_bytes",
-                "decodable_level", "tables_hash", "bundle_hash", "tables_match", "bundle_match"):  # fmt: skip
+    for key in ("codec_id", "quality", "image_size", "padding", "y_shape", "z_shape", "prior_mode", "ordering",
+                "planes", "chunks_per_plane", "levels", "header_bytes", "z_bytes", "level_table_bytes", "stream_bytes",
+                "file_bytes", "decodable_level", "tables_match", "bundle_match"):  # fmt: skip
         if key in info:
             summary.add_row(key, str(info[key]))
     console.print(summary)
     levels = Table(title="levels (bytes needed to decode each)")
-    for col in ("level", "plane", "symbols", "bytes_total", "complete"):
+    for col in ("level", "plane", "bytes", "bytes_total", "complete"):
         levels.add_column(col, justify="right")
     for row in info["level_table"]:
-        levels.add_row(*(str(row[c]) if row[c] is not None else "z" for c in ("level", "plane", "symbols", "bytes_total", "complete")))
+        levels.add_row(*(str(row[c]) if row[c] is not None else "z" for c in ("level", "plane", "bytes", "bytes_total", "complete")))
     console.print(levels)
 
 

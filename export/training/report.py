@@ -47,7 +47,7 @@ def photo_levels(model: CompressedDomainModel, quality: float, image: np.ndarray
     z = torch.round(model.hyper_analysis(y, quality))
     means, scales = model.hyper_synthesis(z, quality)
     kidx = scale_to_index(scales[0].double().numpy(), tables.trit.scales)
-    info = StreamInfo(model_name=model.model_name, image_size=(h, w), padding=(0, 0, ph, pw), quality=int(quality))
+    info = StreamInfo(image_size=(h, w), padding=(0, 0, ph, pw), quality=int(quality))
     stream = encode_latent(y[0].numpy(), means[0].numpy(), kidx, z[0].numpy().astype(np.int64), tables, info=info)
     decoder = LatentDecoder(tables, prior=lambda _z, _h: (means[0].numpy(), kidx))
     rows, fed = [], 0

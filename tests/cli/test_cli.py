@@ -16,7 +16,7 @@ runner = CliRunner()
 def files(tables, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     y, means, kidx, z = make_latent(tables, (16, 6, 8), seed=30)
-    data = encode_latent(y, means, kidx, z, tables, info=StreamInfo(model_name="cli-test", quality=5))
+    data = encode_latent(y, means, kidx, z, tables, info=StreamInfo(quality=5))
     (root / "s.edgt").write_bytes(data)
     tables.save(root / "tables.npz")
     return root, data, means, kidx
@@ -29,12 +29,13 @@ def test_help_teaches_the_commands():
         assert command in result.output
 
 
-def test_inspect_json_describes_levels(files):
+def test_inspect_json_describes_levels(files, tables):
     root, data, *_ = files
     result = runner.invoke(app, ["inspect", str(root / "s.edgt"), "--tables", str(root / "tables.npz"), "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
-    assert info["model_name"] == "cli-test" and info["quality"] == 5
+    assert info["codec_id"] == tables.digest[:4].hex() and info["quality"] == 5
+    assert info["header_bytes"] <= 32 and info["level_table_bytes"] > 0
     assert info["tables_match"] is True
     assert [row["bytes_total"] for row in info["level_table"]] == level_boundaries(data)
     assert info["decodable_level"] == info["levels"]

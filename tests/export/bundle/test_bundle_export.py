@@ -61,14 +61,14 @@ def test_bundle_drives_the_runtime_codec_end_to_end(lite0_export):
     z = np.round(run["hyper_analysis"].run(None, {"y": y})[0])
     means, scales = run["hyper_synthesis"].run(None, {"z_hat": z.astype(np.float32)})
     kidx = scale_to_index(scales[0], bundle.tables.trit.scales)
-    info = StreamInfo(model_name="lite0", bundle_hash=bundle.codec_id, image_size=(128, 192), padding=(0, 0, 0, 0), quality=2)
+    info = StreamInfo(codec_id=bundle.stream_codec_id, image_size=(128, 192), padding=(0, 0, 0, 0), quality=2)
     stream = encode_latent(y[0], means[0], kidx, z[0].astype(np.int64), bundle.tables, info=info)
 
     def prior(z_dec, _header):
         m, s = run["hyper_synthesis"].run(None, {"z_hat": z_dec[None].astype(np.float32)})
         return m[0], scale_to_index(s[0], bundle.tables.trit.scales)
 
-    dec = LatentDecoder(bundle.tables, prior=prior, expected_bundle_hash=bundle.codec_id)
+    dec = LatentDecoder(bundle.tables, prior=prior, expected_codec_id=bundle.stream_codec_id)
     dec.feed(stream)
     assert dec.complete
     np.testing.assert_array_equal(dec.z, z[0])
