@@ -1,7 +1,7 @@
 """Model definitions: the interface every exportable model implements, the registry and checkpoint loading.
 
 ``base`` (``CompressedDomainModel``, the exported parts), ``layers`` / ``attention`` /
-``entropy_models`` (building blocks), ``lite0`` and ``polc`` (the registered models, imported
+``entropy_models`` (building blocks), ``lite0``, ``polc`` and ``tiny`` (the test model) (the registered models, imported
 by the registry on first use), ``registry`` and ``checkpoint``.
 """
 

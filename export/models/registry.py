@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-_BUILTIN_MODULES = ("edge_sdk.export.models.lite0", "edge_sdk.export.models.polc")
+_BUILTIN_MODULES = ("edge_sdk.export.models.lite0", "edge_sdk.export.models.polc", "edge_sdk.export.models.tiny")
 
 
 @dataclass(frozen=True)
