@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_latent, prior_of
+from helpers import make_latent, prior_of
 from edge_sdk.cli import app
 from edge_sdk.runtime import StreamInfo, decode_stream, encode_latent, level_boundaries
 

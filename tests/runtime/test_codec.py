@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import make_latent, prior_of
+from helpers import make_latent, prior_of
 from edge_sdk.runtime import (
     BundleMismatchError,
     ChunkSchedule,

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import make_latent, prior_of
+from helpers import make_latent, prior_of
 from edge_sdk.runtime import ChunkSchedule, LatentDecoder, Ordering, encode_latent
 
 

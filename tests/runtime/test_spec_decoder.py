@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import spec_decoder as sd  # noqa: E402
-from conftest import make_latent  # noqa: E402
+from helpers import make_latent  # noqa: E402
 from edge_sdk.runtime import (  # noqa: E402
     ChunkSchedule,
     LatentDecoder,

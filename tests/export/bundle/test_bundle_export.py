@@ -194,7 +194,7 @@ def _tiny_controller(**fitted):
 
 
 def test_export_stores_a_controller_keyed_to_its_classifier(lite0_export, tmp_path):
-    from conftest import SMALL_SIZES
+    from helpers import SMALL_SIZES
 
     _, _, model = lite0_export
     weights = onnx_export.WeightsInfo(sources=[], random_parts=["codec", "adapter"])
