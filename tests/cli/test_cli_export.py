@@ -42,12 +42,13 @@ def test_export_random_weights_writes_a_verified_bundle(tmp_path, no_shipped_wei
     assert Bundle.load(out).codec_id.hex() == summary["codec_id"]
 
 
-def test_inspect_bundle_and_a_damaged_copy(tmp_path, lite0_export):
-    out, manifest, _ = lite0_export
+def test_inspect_bundle_and_a_damaged_copy(tmp_path, tiny_bundle):
+    out = tiny_bundle
+    manifest = Bundle.load(out).manifest
     result = runner.invoke(app, ["inspect", str(out), "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
-    assert info["model"] == "lite0" and info["verified"] and info["random_parts"] == ["adapter", "codec"]
+    assert info["model"] == "tiny_test" and info["verified"] and info["random_parts"] == ["adapter", "backbone", "codec"]
     assert set(info["graphs"]) == set(manifest.graphs)
     human = runner.invoke(app, ["inspect", str(out)])
     assert human.exit_code == 0 and "RANDOM WEIGHTS" in human.output
@@ -60,14 +61,14 @@ def test_inspect_bundle_and_a_damaged_copy(tmp_path, lite0_export):
     assert result.exit_code == 2 and "sha256" in result.output
 
 
-def test_inspect_stream_against_a_bundle(tmp_path, lite0_export):
-    out, _, model = lite0_export
+def test_inspect_stream_against_a_bundle(tmp_path, tiny_bundle):
+    out = tiny_bundle
     bundle = Bundle.load(out)
     rng = np.random.default_rng(0)
-    shape = (model.latent_channels, 4, 4)
+    shape = (bundle.latent_channels, 4, 4)
     y = rng.normal(0, 3, shape).astype(np.float32)
     kidx = np.full(shape, 40, dtype=np.int64)
-    z = rng.integers(-2, 3, (model.hyper_channels, 1, 1))
+    z = rng.integers(-2, 3, (bundle.manifest.model.hyper_channels, 1, 1))
     for codec_id, expected in ((bundle.codec_id, True), (bytes(16), False)):
         info = StreamInfo(codec_id=codec_id[:4], image_size=(64, 64), quality=2)
         path = tmp_path / f"{expected}.edgt"

@@ -24,8 +24,8 @@ def photos(tmp_path_factory):
     return root
 
 
-def test_encode_decode_run_round_trip(lite0_export, photos, tmp_path):
-    bundle, _, _ = lite0_export
+def test_encode_decode_run_round_trip(tiny_bundle, photos, tmp_path):
+    bundle = tiny_bundle
     streams = tmp_path / "streams"
     result = runner.invoke(app, ["encode", str(photos / "a.jpg"), str(photos / "gray.png"), "--bundle", str(bundle),
                                  "--out", str(streams), "--json", "--threads", "1"])
@@ -48,8 +48,8 @@ def test_encode_decode_run_round_trip(lite0_export, photos, tmp_path):
         assert "classifier" in item["ms"] and "total" in item["ms"]
 
 
-def test_run_reports_bad_files_and_exits_nonzero(lite0_export, photos):
-    bundle, _, _ = lite0_export
+def test_run_reports_bad_files_and_exits_nonzero(tiny_bundle, photos):
+    bundle = tiny_bundle
     result = runner.invoke(app, ["run", "--input", str(photos), "--bundle", str(bundle), "--json"])
     assert result.exit_code == 1
     items = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
@@ -57,8 +57,8 @@ def test_run_reports_bad_files_and_exits_nonzero(lite0_export, photos):
     assert sum("top_k" in i for i in items) == 2
 
 
-def test_run_refuses_threshold_and_bad_bundle(lite0_export, photos, tmp_path):
-    bundle, _, _ = lite0_export
+def test_run_refuses_threshold_and_bad_bundle(tiny_bundle, photos, tmp_path):
+    bundle = tiny_bundle
     result = runner.invoke(app, ["run", "--input", str(photos / "a.jpg"), "--bundle", str(bundle), "--threshold", "0.8"])
     assert result.exit_code == 2 and "controller" in result.output
     result = runner.invoke(app, ["run", "--input", str(photos / "a.jpg"), "--bundle", str(tmp_path)])
@@ -86,8 +86,8 @@ def test_samples_copies_real_photos_with_licences(tmp_path):
     assert sorted(line.split(":")[0] for line in licences) == photos
 
 
-def test_encode_chooses_the_prior_mode(lite0_export, photos, tmp_path):
-    bundle, _, _ = lite0_export
+def test_encode_chooses_the_prior_mode(tiny_bundle, photos, tmp_path):
+    bundle = tiny_bundle
     modes = {}
     for prior in (None, "float", "integer"):
         target = tmp_path / f"{prior}.edgt"
@@ -105,7 +105,7 @@ def test_encode_chooses_the_prior_mode(lite0_export, photos, tmp_path):
     assert json.loads(result.output)["prior_modes"] == ["integer", "float"]
 
 
-def test_levels_option_reaches_the_encoder_schedule(lite0_export, photos, tmp_path, monkeypatch):
+def test_levels_option_reaches_the_encoder_schedule(tiny_bundle, photos, tmp_path, monkeypatch):
     """How the level count trades framing bytes is tested in tests/runtime; here: the option is wired."""
     from edge_sdk.runtime import pipeline
 
@@ -117,7 +117,7 @@ def test_levels_option_reaches_the_encoder_schedule(lite0_export, photos, tmp_pa
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(pipeline.Encoder, "__init__", spy)
-    bundle, _, _ = lite0_export
+    bundle = tiny_bundle
     result = runner.invoke(app, ["encode", str(photos / "a.jpg"), "--bundle", str(bundle), "--out",
                                  str(tmp_path / "a.edgt"), "--levels", "12"])
     assert result.exit_code == 0, result.output

@@ -9,8 +9,8 @@ from edge_sdk.runtime.backends import open_backend
 
 
 @pytest.fixture(scope="module")
-def codec(lite0_export):
-    out, _, _ = lite0_export
+def codec(tiny_bundle):
+    out = tiny_bundle
     backend = open_backend("ort:cpu", threads=2)
     return Encoder(out, backend), Decoder(out, backend)
 
@@ -43,8 +43,8 @@ def test_round_trip_every_level(codec, photo):
     assert set(encoded.timings_ms) == {"read", "analysis", "hyperprior", "entropy_encode"}
 
 
-def test_encoder_resizes_to_the_classifier_scale(lite0_export, photo):
-    out, _, _ = lite0_export
+def test_encoder_resizes_to_the_classifier_scale(tiny_bundle, photo):
+    out = tiny_bundle
     backend = open_backend("ort:cpu", threads=2)
     data = Encoder(out, backend, short_side=64).encode(photo)  # photo is 150 x 200
     assert Decoder.describe(data)["image_size"] == [64, 85]
@@ -104,12 +104,12 @@ def test_truncated_and_corrupt_streams(codec, photo):
         dec.classify(data, level=len(ends))
 
 
-def test_stream_of_another_bundle_is_refused(codec, photo, tmp_path, lite0_export):
+def test_stream_of_another_bundle_is_refused(codec, photo, tmp_path, tiny_bundle):
     import shutil
 
     from edge_sdk.runtime import Bundle
 
-    out, _, _ = lite0_export
+    out = tiny_bundle
     other = tmp_path / "other"
     shutil.copytree(out, other)
     import json
@@ -118,7 +118,7 @@ def test_stream_of_another_bundle_is_refused(codec, photo, tmp_path, lite0_expor
     manifest["model"]["quality"] = 3.0  # a different codec identity
     from edge_sdk.runtime.bundle import codec_id
 
-    manifest["codec_id"] = codec_id("lite0", 3.0, {n: g["sha256"] for n, g in manifest["graphs"].items()},
+    manifest["codec_id"] = codec_id(manifest["model"]["name"], 3.0, {n: g["sha256"] for n, g in manifest["graphs"].items()},
                                     bytes.fromhex(manifest["entropy"]["tables_digest"]),
                                     manifest.get("integer_prior", {}).get("sha256")).hex()
     (other / "manifest.json").write_text(json.dumps(manifest))

@@ -254,8 +254,8 @@ def test_report_and_plots(tmp_path):
 
 # --- on a real (random-weight) bundle -------------------------------------------------------------
 @pytest.fixture(scope="module")
-def bundle_copy(lite0_export, tmp_path_factory):
-    out, _, _ = lite0_export
+def bundle_copy(tiny_bundle, tmp_path_factory):
+    out = tiny_bundle
     dest = tmp_path_factory.mktemp("cal") / "bundle"
     shutil.copytree(out, dest)
     return dest

@@ -1,4 +1,4 @@
-"""`edge-sdk eval`'s bookkeeping on a few tiny images (random-weights lite0 bundle)."""
+"""`edge-sdk eval`'s bookkeeping on a few tiny images (random-weights tiny_test bundle)."""
 
 import io
 import json
@@ -35,8 +35,8 @@ def tiny_images():
 
 
 @pytest.fixture(scope="module")
-def evaluator(lite0_export):
-    out, _, _ = lite0_export
+def evaluator(tiny_bundle):
+    out = tiny_bundle
     return Evaluator(Bundle.load(out), open_backend("ort:cpu", threads=1), SETTINGS)
 
 
@@ -153,8 +153,8 @@ def test_gaussian_conditional_tables_cover_each_scale():
     assert widths[0] < widths[1] < widths[2] and widths[2] >= 2 * 6 * 30
 
 
-def test_eval_command_writes_results_csv_and_plots(lite0_export, tiny_images, tmp_path):
-    out, _, _ = lite0_export
+def test_eval_command_writes_results_csv_and_plots(tiny_bundle, tiny_images, tmp_path):
+    out = tiny_bundle
     folder = tmp_path / "photos"
     folder.mkdir()
     for name, rgb in tiny_images:

@@ -23,8 +23,8 @@ def photos():
 
 
 @pytest.fixture(scope="module")
-def bundle(lite0_export):
-    return Bundle.load(lite0_export[0])
+def bundle(tiny_bundle):
+    return Bundle.load(tiny_bundle)
 
 
 def converted_backend(folder):
@@ -88,13 +88,13 @@ def test_verify_compares_graphs_and_crosses_streams(bundle, photos, tmp_path):
     assert report["streams"] == {"pairs": 4 * len(photos), "failed_decodes": 0, "different_residuals": 0}
 
 
-def test_build_without_tensorrt_exits_with_the_install_hint(lite0_export, tmp_path):
+def test_build_without_tensorrt_exits_with_the_install_hint(tiny_bundle, tmp_path):
     try:
         import tensorrt  # noqa: F401
         pytest.skip("TensorRT is installed here")
     except ImportError:
         pass
-    result = CliRunner().invoke(app, ["build", "--bundle", str(lite0_export[0]), "--out", str(tmp_path)])
+    result = CliRunner().invoke(app, ["build", "--bundle", str(tiny_bundle), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "TensorRT is not installed" in result.output
-    result = CliRunner().invoke(app, ["build", "--bundle", str(lite0_export[0]), "--precision", "fp8"])
+    result = CliRunner().invoke(app, ["build", "--bundle", str(tiny_bundle), "--precision", "fp8"])
     assert result.exit_code == 2 and "--precision" in result.output
