@@ -2,11 +2,12 @@
 
 Layout (fixed-width integers little-endian, varints unsigned LEB128)::
 
-    header       magic "EDGT" | version u8 | flags u8 | quality u8 | codec_id 4 bytes
-                 | 11 varints (image size, padding, y and z shapes, z length)
+    header       magic "EDGT" | version u8 | mode u8 (prior, ordering, quality) | codec_id 4 bytes
+                 | 10 varints (image size, padding, y shape, z height and width, z length)
                  | scale_index_crc u32 | level0_crc u32 (over the header before it, then z)
     z payload
-    level table  varint num_planes | varint chunks per plane ... | varint length of every chunk
+    level table  varint num_planes | varint chunks per plane ... | varint escape chunk length
+                 | varint first chunk length | zigzag varint differences of the next ones
     chunks       payload ‖ check, one per level; the last is the escape chunk
 
 Level 0 is the header and z alone. The level table follows z, so a client that
@@ -20,6 +21,7 @@ Only structure lives here; what the payloads mean is in ``codec.py``.
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -31,8 +33,9 @@ from .tables import MAX_PLANES
 
 MAGIC = b"EDGT"
 FORMAT_VERSION = 2
-#: magic, version, flags, quality, codec_id
-FIXED = struct.Struct("<4sBBB4s")
+#: magic, version, mode (bit 0 prior mode, bit 1 ordering, bits 2-7 quality), codec_id
+FIXED = struct.Struct("<4sBB4s")
+MAX_QUALITY = 63
 CODEC_ID_BYTES = 4
 
 MAX_DIM = 65535
@@ -43,7 +46,7 @@ MAX_CHUNKS = 1 << 16
 MAX_PAYLOAD = 1 << 34
 #: the varints of the header: one header, one encoding (minimal form, at most 9 bytes each)
 HEADER_VARINTS = ("image height", "image width", "bottom padding", "right padding", "y channels", "y height",
-                  "y width", "z channels", "z height", "z width", "z length")
+                  "y width", "z height", "z width", "z length")
 MAX_HEADER_BYTES = FIXED.size + 9 * len(HEADER_VARINTS) + 8
 #: checks of the last (escape) chunk are always this long: the whole stream's final check
 ESCAPE_CHECK_BYTES = 4
@@ -75,7 +78,7 @@ class Header:
     prior_mode: PriorMode
     ordering: Ordering
     y_shape: tuple[int, int, int]  # (C, H, W)
-    z_shape: tuple[int, int, int]
+    z_size: tuple[int, int]  # (H, W) of z; its channels are the z tables'
     z_length: int
     scale_index_crc: int
     level0_crc: int
@@ -196,11 +199,11 @@ def serialize_header(h: Header, z_payload: bytes) -> bytes:
     """Header bytes, ``level0_crc`` computed over them and ``z_payload`` (which follows them)."""
     if len(h.codec_id) != CODEC_ID_BYTES:
         raise ValueError(f"codec_id must be {CODEC_ID_BYTES} bytes")
-    if not 0 <= h.quality <= 255:
-        raise ValueError("quality must lie in 0..255")
-    flags = int(h.prior_mode) | int(h.ordering) << 1
-    out = bytearray(FIXED.pack(MAGIC, FORMAT_VERSION, flags, h.quality, h.codec_id))
-    for value in (*h.image_size, h.pad_bottom, h.pad_right, *h.y_shape, *h.z_shape, len(z_payload)):
+    if not 0 <= h.quality <= MAX_QUALITY:
+        raise ValueError(f"quality must lie in 0..{MAX_QUALITY}")
+    mode = int(h.prior_mode) | int(h.ordering) << 1 | h.quality << 2
+    out = bytearray(FIXED.pack(MAGIC, FORMAT_VERSION, mode, h.codec_id))
+    for value in (*h.image_size, h.pad_bottom, h.pad_right, *h.y_shape, *h.z_size, len(z_payload)):
         put_varint(out, value)
     out += struct.pack("<I", h.scale_index_crc)
     out += struct.pack("<I", zlib.crc32(z_payload, zlib.crc32(out)))
@@ -226,16 +229,14 @@ def try_parse_header(data: bytes | bytearray) -> Optional[Header]:
     _check_magic(data)
     r = _Reader(data)
     try:
-        _, _, flags, quality, codec_id = FIXED.unpack(r.take(FIXED.size))
-        if flags & ~0b11:
-            raise ForeignStreamError(f"stream uses flags {flags:#04x} that this edge-sdk does not know")
-        ih, iw, pb, pr, c, h, w, cz, hz, wz, z_length = (r.varint(f"header field {n}") for n in HEADER_VARINTS)
+        _, _, mode, codec_id = FIXED.unpack(r.take(FIXED.size))
+        ih, iw, pb, pr, c, h, w, hz, wz, z_length = (r.varint(f"header field {n}") for n in HEADER_VARINTS)
         scale_crc, level0 = struct.unpack("<II", r.take(8))
     except _NeedMore:
         return None
-    header = Header(codec_id=codec_id, image_size=(ih, iw), pad_bottom=pb, pad_right=pr, quality=quality,
-                    prior_mode=PriorMode(flags & 1), ordering=Ordering(flags >> 1 & 1), y_shape=(c, h, w),
-                    z_shape=(cz, hz, wz), z_length=z_length, scale_index_crc=scale_crc, level0_crc=level0,
+    header = Header(codec_id=codec_id, image_size=(ih, iw), pad_bottom=pb, pad_right=pr, quality=mode >> 2,
+                    prior_mode=PriorMode(mode & 1), ordering=Ordering(mode >> 1 & 1), y_shape=(c, h, w),
+                    z_size=(hz, wz), z_length=z_length, scale_index_crc=scale_crc, level0_crc=level0,
                     size=r.pos)
     _check_header_limits(header)
     return header
@@ -258,22 +259,36 @@ def check_level0(data: bytes | bytearray, header: Header) -> None:
 def _check_header_limits(h: Header) -> None:
     if max(h.image_size) > MAX_IMAGE_SIDE or max(h.pad_bottom, h.pad_right) > MAX_DIM:
         raise CorruptStreamError(f"image size {h.image_size} or padding out of range")
-    for name, shape, limit in (("y", h.y_shape, MAX_Y_ELEMENTS), ("z", h.z_shape, MAX_Z_ELEMENTS)):
+    for name, shape, limit in (("y", h.y_shape, MAX_Y_ELEMENTS), ("z", h.z_size, MAX_Z_ELEMENTS)):
         if min(shape) < 1 or max(shape) > MAX_DIM:
             raise CorruptStreamError(f"{name} shape {shape} has an empty or oversized axis")
-        if shape[0] * shape[1] * shape[2] > limit:
+        if math.prod(shape) > limit:
             raise CorruptStreamError(f"{name} shape {shape} exceeds {limit} elements")
     if h.z_length > MAX_PAYLOAD:
         raise CorruptStreamError("z length exceeds the limit")
 
 
+def _zigzag(value: int) -> int:
+    return 2 * value if value >= 0 else -2 * value - 1
+
+
+def _unzigzag(value: int) -> int:
+    return value // 2 if value % 2 == 0 else -(value + 1) // 2
+
+
 def serialize_table(table: LevelTable) -> bytes:
+    """The level table: plane count, chunks per plane, the escape chunk's length, then the plane
+    chunks' lengths, the first as is and the others as zigzag differences from the one before
+    (the encoder aims at equal chunks, so most differences fit one byte)."""
     out = bytearray()
     put_varint(out, table.num_planes)
     for count in table.chunks_per_plane:
         put_varint(out, count)
-    for length in table.lengths:
-        put_varint(out, length)
+    put_varint(out, table.lengths[-1])
+    previous = None
+    for length in table.lengths[:-1]:
+        put_varint(out, length if previous is None else _zigzag(length - previous))
+        previous = length
     return bytes(out)
 
 
@@ -290,14 +305,21 @@ def try_parse_table(data: bytes | bytearray, start: int) -> Optional[LevelTable]
         total = sum(counts) + 1
         if total > MAX_CHUNKS:
             raise CorruptStreamError(f"level table: {total} chunks exceed the limit of {MAX_CHUNKS}")
-        lengths = []
-        running = 0
-        for i in range(total):
-            length = r.varint(f"level table: length of chunk {i}")
+        escape = r.varint("level table: length of the escape chunk")
+        running = escape
+        if running > MAX_PAYLOAD:
+            raise CorruptStreamError("level table: payload size exceeds the limit")
+        lengths: list[int] = []
+        for i in range(total - 1):
+            coded = r.varint(f"level table: length of chunk {i}")
+            length = coded if i == 0 else lengths[-1] + _unzigzag(coded)
+            if length < 1:
+                raise CorruptStreamError(f"level table: chunk {i} of {length} bytes cannot hold its check")
             running += length
             if running > MAX_PAYLOAD:
                 raise CorruptStreamError("level table: payload size exceeds the limit")
             lengths.append(length)
+        lengths.append(escape)
     except _NeedMore:
         return None
     table = LevelTable(counts, tuple(lengths), r.pos - start)

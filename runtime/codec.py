@@ -37,6 +37,9 @@ from .tables import POW3, EntropyTables
 #: Largest |round(y - mean)| or |z| the escape code carries.
 MAX_ABS_SYMBOL = 1 << 38
 
+#: where a partly decoded element's residual is placed: see LatentDecoder.residual_estimate
+RECONSTRUCTIONS = ("midpoint", "conditional_mean")
+
 PriorFn = Callable[[np.ndarray, Header], "tuple[np.ndarray, np.ndarray]"]
 
 
@@ -114,8 +117,8 @@ class StreamInfo:
             raise ValueError("padding must be (top, left, bottom, right), each in 0..65535")
         if self.padding[0] or self.padding[1]:
             raise ValueError("the stream format pads at the bottom and right only (top and left must be 0)")
-        if not 0 <= self.quality <= 255:
-            raise ValueError("quality must lie in 0..255")
+        if not 0 <= self.quality <= bs.MAX_QUALITY:
+            raise ValueError(f"quality must lie in 0..{bs.MAX_QUALITY}")
 
 
 def scale_index_crc(scale_indices: np.ndarray) -> int:
@@ -244,7 +247,7 @@ def encode_latent(
         prior_mode=info.prior_mode,
         ordering=Ordering(ordering),
         y_shape=tuple(y.shape),
-        z_shape=tuple(z.shape),
+        z_size=tuple(z.shape[1:]),
         z_length=len(z_payload),
         scale_index_crc=scale_index_crc(kidx),
         level0_crc=0,
@@ -298,7 +301,8 @@ class LatentDecoder:
     Without ``prior``, call :meth:`set_prior` once :attr:`z` is available.
     ``expected_codec_id`` (4 bytes, a bundle's) makes a stream of another bundle
     fail early; without it the stream must name these entropy tables.
-    ``max_latent_elements`` bounds the memory a header may ask for.
+    ``max_latent_elements`` bounds the memory a header may ask for. ``reconstruction``
+    picks where a partly decoded element is placed (:meth:`residual_estimate`).
     """
 
     def __init__(
@@ -309,7 +313,11 @@ class LatentDecoder:
         coder: str = "fast",
         expected_codec_id: Optional[bytes] = None,
         max_latent_elements: int = bs.MAX_Y_ELEMENTS,
+        reconstruction: str = "midpoint",
     ) -> None:
+        if reconstruction not in RECONSTRUCTIONS:
+            raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {reconstruction!r}")
+        self.reconstruction = reconstruction
         if expected_codec_id is not None and len(expected_codec_id) != bs.CODEC_ID_BYTES:
             raise ValueError(f"expected_codec_id must be {bs.CODEC_ID_BYTES} bytes")
         self.tables = tables
@@ -477,14 +485,15 @@ class LatentDecoder:
             raise TableMismatchError(
                 f"stream was coded for codec {h.codec_id.hex()}, this decoder holds entropy tables "
                 f"{tables_id.hex()} (a bundle's stream needs the bundle's codec id)")
-        if h.z_shape[0] != self.tables.z.num_channels:
-            raise TableMismatchError(f"stream z has {h.z_shape[0]} channels, the z tables {self.tables.z.num_channels}")
+        z_shape = (self.tables.z.num_channels, *h.z_size)
+        if math.prod(z_shape) > bs.MAX_Z_ELEMENTS:
+            raise CorruptStreamError(f"z of shape {z_shape} exceeds {bs.MAX_Z_ELEMENTS} elements")
         payload = bytes(self._buf[h.size : h.level0_end])
         try:
-            values = self._coder.decode_z(payload, _z_channels(h.z_shape), self.tables.z)
+            values = self._coder.decode_z(payload, _z_channels(z_shape), self.tables.z)
         except RangeCoderError as exc:
             raise CorruptStreamError(f"z section does not decode: {exc}") from exc
-        self.z = values.reshape(h.z_shape)
+        self.z = values.reshape(z_shape)
         if self._prior_fn is not None:
             means, kidx = self._prior_fn(self.z, h)
             self.set_prior(means, kidx)
@@ -533,11 +542,26 @@ class LatentDecoder:
         self._running_crc = running
 
     # ---------------------------------------------------------------- results
-    def residual_estimate(self) -> np.ndarray:
-        """E[round(y - mean) | what is decoded], float64, shape (C, H, W)."""
+    def residual_estimate(self, rule: Optional[str] = None) -> np.ndarray:
+        """The decoded residual round(y - mean) as far as it is known, float64, shape (C, H, W).
+
+        ``rule`` (default: the decoder's ``reconstruction``): ``"midpoint"``, the middle of each
+        element's current symbol interval, the grid point a quantiser with that step would give
+        (what the adapter is trained on); ``"conditional_mean"``, E[residual | decoded trits] under
+        the integer tables (docs/bitstream.md 5.5). Both are exact at full depth.
+        """
         if self._state is None:
             raise RuntimeError("nothing decoded yet: header, z and prior are needed first")
-        est = self._coder.conditional_mean(self._state, self.tables.trit)
+        rule = rule or self.reconstruction
+        st = self._state
+        if rule == "conditional_mean":
+            est = self._coder.conditional_mean(st, self.tables.trit)
+        elif rule == "midpoint":
+            width = POW3[st.rem.astype(np.int64)]
+            centre = (POW3[st.plane_len.astype(np.int64)] - 1) // 2
+            est = (st.prefix.astype(np.int64) * width + (width - 1) // 2 - centre).astype(np.float64)
+        else:
+            raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {rule!r}")
         if self._escape is not None:
             est = est + self._escape
         return est.reshape(self.header.y_shape)
@@ -559,9 +583,9 @@ class LatentDecoder:
         bits = trit.precision_bits - np.log2(np.maximum(mass, 1))
         return bits.reshape(self.header.y_shape)
 
-    def y_hat(self) -> np.ndarray:
-        """Latent estimate at the current level: means + conditional mean residual (float32)."""
-        return (self._means + self.residual_estimate()).astype(np.float32)
+    def y_hat(self, rule: Optional[str] = None) -> np.ndarray:
+        """Latent estimate at the current level: means + the residual estimate under ``rule`` (float32)."""
+        return (self._means + self.residual_estimate(rule)).astype(np.float32)
 
     def residual(self) -> np.ndarray:
         """The exact integer residual round(y - mean); only once the stream is complete."""

@@ -39,7 +39,7 @@ def _describe(data: bytes) -> dict:
         "prior_mode": h.prior_mode.name.lower(),
         "ordering": h.ordering.name.lower(),
         "y_shape": list(h.y_shape),
-        "z_shape": list(h.z_shape),
+        "z_size": list(h.z_size),
         "planes": None if table is None else table.num_planes,
         "chunks_per_plane": None if table is None else list(table.chunks_per_plane),
         "levels": None if table is None else table.num_levels,
@@ -146,7 +146,7 @@ def inspect(
         print(json.dumps(info))
         return
     summary = Table(title=f"{stream.name}: edge-sdk stream v{info['format_version']}", show_header=False)
-    for key in ("codec_id", "quality", "image_size", "padding", "y_shape", "z_shape", "prior_mode", "ordering",
+    for key in ("codec_id", "quality", "image_size", "padding", "y_shape", "z_size", "prior_mode", "ordering",
                 "planes", "chunks_per_plane", "levels", "header_bytes", "z_bytes", "level_table_bytes", "stream_bytes",
                 "file_bytes", "decodable_level", "tables_match", "bundle_match"):  # fmt: skip
         if key in info:

@@ -260,7 +260,7 @@ def tables_hash(named_arrays: list[tuple[str, str, bytes, int]]) -> bytes:
 @dataclass
 class Header:
     version: int
-    flags: int
+    mode: int
     prior_mode: int
     ordering: int
     quality: int
@@ -270,7 +270,7 @@ class Header:
     pad_bottom: int
     pad_right: int
     y_shape: tuple
-    z_shape: tuple
+    z_size: tuple
     z_length: int
     scale_index_crc: int
     level0_crc: int
@@ -311,16 +311,14 @@ def _parse_header(data: bytes, max_latent_elements: int) -> Header:
         if version == 1:
             raise ForeignStreamError("format version 1 stream; this decoder reads version 2: re-encode")
         raise ForeignStreamError(f"unknown format version {version}")
-    # 2.5: flags once 11 bytes are in; each header varint checked as it is read
-    pos = 11
+    # 2.5: each header varint checked as it is read
+    pos = 10
     values = []
     try:
-        if len(data) < 11:
+        if len(data) < 10:
             raise _NeedMore
-        flags = data[5]
-        if flags & 0xFC:
-            raise ForeignStreamError(f"unknown flag bits 0x{flags:02x}")
-        for _ in range(4 + 3 + 3 + 1):
+        mode = data[5]
+        for _ in range(4 + 3 + 2 + 1):
             v, pos, ok = read_varint(data, pos)
             if not ok:
                 raise CorruptStreamError("non-minimal varint in the header")
@@ -331,13 +329,13 @@ def _parse_header(data: bytes, max_latent_elements: int) -> Header:
         raise TruncatedStreamError("header incomplete") from None
     ih, iw, pb, pr = values[0:4]
     y_shape = tuple(values[4:7])
-    z_shape = tuple(values[7:10])
-    z_length = values[10]
-    for ax in y_shape + z_shape:
+    z_size = tuple(values[7:9])
+    z_length = values[9]
+    for ax in y_shape + z_size:
         if not 1 <= ax <= 65535:
             raise CorruptStreamError("shape axis out of 1..65535")
     ny = y_shape[0] * y_shape[1] * y_shape[2]
-    nz = z_shape[0] * z_shape[1] * z_shape[2]
+    nz = z_size[0] * z_size[1]
     if ny > MAX_Y_ELEMENTS or nz > MAX_Z_ELEMENTS:
         raise CorruptStreamError("too many elements")
     if ih >= 1 << 32 or iw >= 1 << 32 or pb > 65535 or pr > 65535 or z_length > 1 << 34:
@@ -346,15 +344,16 @@ def _parse_header(data: bytes, max_latent_elements: int) -> Header:
         raise CorruptStreamError("latent larger than max_latent_elements")
     sic, l0c = struct.unpack_from("<II", data, pos)
     return Header(
-        version=version, flags=flags, prior_mode=flags & 1, ordering=(flags >> 1) & 1,
-        quality=data[6], codec_id=bytes(data[7:11]), image_height=ih, image_width=iw,
-        pad_bottom=pb, pad_right=pr, y_shape=y_shape, z_shape=z_shape, z_length=z_length,
+        version=version, mode=mode, prior_mode=mode & 1, ordering=(mode >> 1) & 1,
+        quality=mode >> 2, codec_id=bytes(data[6:10]), image_height=ih, image_width=iw,
+        pad_bottom=pb, pad_right=pr, y_shape=y_shape, z_size=z_size, z_length=z_length,
         scale_index_crc=sic, level0_crc=l0c, header_size=pos + 8,
     )
 
 
 def _decode_z(payload: bytes, hdr: Header, zt: ZArrays) -> list:
-    cz, hz, wz = hdr.z_shape
+    cz = len(zt.cdf_start) - 1  # 2.1: z's channels are the z tables'
+    hz, wz = hdr.z_size
     per = hz * wz
     Pz = zt.precision_bits
     D = Dec(payload)
@@ -424,8 +423,8 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
             raise ValueError("need tables_digest (4.5) when no expected codec id is given")
         if hdr.codec_id != bytes(tables_digest)[:4]:
             raise TableMismatchError("stream coded with other entropy tables")
-    if hdr.z_shape[0] != len(zt.cdf_start) - 1:
-        raise TableMismatchError("z channel count differs from the z tables")
+    if (len(zt.cdf_start) - 1) * hdr.z_size[0] * hdr.z_size[1] > MAX_Z_ELEMENTS:
+        raise CorruptStreamError("z larger than the limit")
     res.z = _decode_z(zpay, hdr, zt)
 
     # ---- prior
@@ -484,23 +483,30 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
         for _ in range(L):
             v, pos, ok = _table_varint(data, pos)
             cpp.append(v)
+        if min(cpp, default=1) < 1:
+            raise CorruptStreamError("a plane with 0 chunks")
         N = sum(cpp) + 1
         if N > MAX_CHUNKS:
             raise CorruptStreamError("too many chunks")
+        escape, pos, ok = _table_varint(data, pos)
+        total = escape
+        if total > MAX_PAYLOAD:
+            raise CorruptStreamError("payload too large")
         lengths = []
-        total = 0
-        for j in range(N):
+        for j in range(N - 1):
             v, pos, ok = _table_varint(data, pos)
-            total += v
+            T = v if j == 0 else lengths[-1] + (v // 2 if v % 2 == 0 else -(v + 1) // 2)
+            if T < 1:
+                raise CorruptStreamError("chunk shorter than its check")
+            total += T
             if total > MAX_PAYLOAD:
                 raise CorruptStreamError("payload too large")
-            lengths.append(v)
+            lengths.append(T)
+        lengths.append(escape)
     except _NeedMore:
         return  # level 0: table bytes are held until complete
-    if min(cpp, default=1) < 1:
-        raise CorruptStreamError("a plane with 0 chunks")
-    if min(lengths[:-1], default=1) < 1 or lengths[-1] < 4:
-        raise CorruptStreamError("chunk shorter than its check")
+    if lengths[-1] < 4:
+        raise CorruptStreamError("escape chunk shorter than its check")
     res.num_planes, res.chunks_per_plane, res.lengths = L, cpp, lengths
     table = data[E0:pos]
     res.table_size = len(table)

@@ -90,9 +90,33 @@ def test_latent_distortion_never_increases_over_levels(tables):
     for end in sorted(set(ends)):
         dec.feed(data[dec.bytes_received : end])
         assert dec.level == max(j for j, e in enumerate(ends) if e == end)
-        mse.append(float(np.mean((dec.y_hat() - y) ** 2)))
+        mse.append(float(np.mean((dec.y_hat("conditional_mean") - y) ** 2)))
     assert all(b <= a + 1e-9 for a, b in zip(mse, mse[1:])), mse
     assert mse[-1] < 0.26 and mse[0] > 10 * mse[-1]
+
+
+def test_midpoint_reconstruction_is_the_quantiser_grid_at_plane_ends(tables):
+    """After m planes are dropped, the midpoint rule gives means + 3^m·round(r / 3^m): the grid a
+    quantiser with step 3^m gives (what the adapter trains on), exact at full depth."""
+    y, means, kidx, z = make_latent(tables, (16, 8, 8), seed=13, sigma_range=(0.5, 20.0))
+    data = encode_latent(y, means, kidx, z, tables)
+    _, table = read_layout(data)
+    ends = level_boundaries(data)
+    r = _residual(y, means)
+    st = PlaneState.start(kidx, tables.trit)
+    plane_ends = np.cumsum(table.chunks_per_plane)
+    for dropped in range(1, table.num_planes):
+        level = int(plane_ends[table.num_planes - 1 - dropped])
+        dec = decode_stream(data[: ends[level]], tables, prior_of(means, kidx))
+        step = 3.0**dropped
+        inside = (st.plane_len.reshape(r.shape) >= dropped) & (np.abs(r) < (3.0 ** st.plane_len.reshape(r.shape) - 1) / 2)
+        grid = step * np.round(r / step)
+        np.testing.assert_array_equal(dec.residual_estimate("midpoint")[inside], grid[inside])
+        assert np.mean((dec.y_hat() - y) ** 2) < np.mean((decode_stream(data[: ends[0]], tables, prior_of(means, kidx)).y_hat() - y) ** 2)
+    full = decode_stream(data, tables, prior_of(means, kidx))
+    np.testing.assert_array_equal(full.residual_estimate("midpoint"), full.residual_estimate("conditional_mean"))
+    with pytest.raises(ValueError, match="reconstruction"):
+        LatentDecoder(tables, reconstruction="mode")
 
 
 def test_every_chunk_prefix_decodes_and_matches_streaming(tables):
@@ -305,7 +329,7 @@ def test_non_minimal_varints_are_refused(stream):
 
 
 def test_stream_info_is_range_checked():
-    for bad in (dict(quality=256), dict(padding=(0, 0, 70000, 0)), dict(padding=(1, 0, 0, 0)),
+    for bad in (dict(quality=64), dict(padding=(0, 0, 70000, 0)), dict(padding=(1, 0, 0, 0)),
                 dict(image_size=(2**32, 1)), dict(codec_id=b"x")):
         with pytest.raises(ValueError):
             StreamInfo(**bad)

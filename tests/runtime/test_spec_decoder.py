@@ -167,10 +167,10 @@ def test_tables_hash_from_the_text(tables):
 
 # ----------------------------------------------------------------- worked example (8)
 EXAMPLE_HEX = """
-4544 4754 0202 030a 1b2c 3d1e 1c02 0401
-0202 0101 0101 2c93 2285 720b a3ff 0703
-0101 0102 0204 0701 72e2 8212 5bf3 c4ff
-ff80 25ef 3592
+4544 4754 020e 0a1b 2c3d 1e1c 0204 0102
+0201 0101 2c93 2285 afcf 4c9b 0703 0101
+0107 0200 0401 cfe2 7012 5bf3 07ff ff80
+f27c 5b3e
 """
 
 
@@ -189,16 +189,16 @@ def test_worked_example():
     assert data == bytes.fromhex("".join(EXAMPLE_HEX.split()))
     res = spec_decode(data, t, means, kidx, expected_codec_id=EXAMPLE_ID)
     h = res.header
-    assert (h.version, h.flags, h.prior_mode, h.ordering, h.quality) == (2, 2, 0, 1, 3)
+    assert (h.version, h.mode, h.prior_mode, h.ordering, h.quality) == (2, 0x0E, 0, 1, 3)
     assert h.codec_id == EXAMPLE_ID
     assert (h.image_height, h.image_width, h.pad_bottom, h.pad_right) == (30, 28, 2, 4)
-    assert (h.y_shape, h.z_shape, h.z_length, h.header_size) == ((1, 2, 2), (1, 1, 1), 1, 30)
+    assert (h.y_shape, h.z_size, h.z_length, h.header_size) == ((1, 2, 2), (1, 1), 1, 28)
     assert h.scale_index_crc == 0x8522932C == zlib.crc32(bytes.fromhex("1400000028000500"))
-    assert h.level0_crc == 0xFFA30B72
+    assert h.level0_crc == 0x9B4CCFAF
     assert res.z == [-1]
     assert (res.num_planes, res.chunks_per_plane, res.lengths, res.table_size) == (3, [1, 1, 1], [2, 2, 4, 7], 8)
-    assert res.boundaries == [31, 41, 43, 47, 54]
-    assert res.crc_after == [0xE8636569, 0xA622BE72, 0xE845F182, 0xB17A5FC4, 0x9235EF25]
+    assert res.boundaries == [29, 39, 41, 45, 52]
+    assert res.crc_after == [0x22D801E5, 0x7BCB06CF, 0xD009E270, 0x6F456107, 0x3E5B7CF2]
     assert res.plane_costs == {0: [2], 1: [262, 263], 2: [212, 432, 435, 436]}
     assert res.plane_orders == {0: [2], 1: [2, 0], 2: [2, 0, 3, 1]}
     (trit, zt), _ = arrays_for(t)
@@ -226,7 +226,7 @@ def test_worked_example():
     for j, end in enumerate(res.boundaries):
         rt = rt_decode(data[:end], t, means, kidx, expected_codec_id=EXAMPLE_ID)
         assert rt.level == j
-        assert rt.residual_estimate().reshape(-1).tolist() == res.estimates[j]
+        assert rt.residual_estimate("conditional_mean").reshape(-1).tolist() == res.estimates[j]
 
 
 def test_worked_example_coder_trace():
@@ -237,16 +237,16 @@ def test_worked_example_coder_trace():
     e = Enc()
     e.put(3125, 16770966, P)
     assert (e.low, e.range) == (0x000C34FFFFFFF3CB, 0xFFE795FFFF00186A) and not e.out
-    assert e.finish() == bytes([0x01]) == data[0x27:0x28]
+    assert e.finish() == bytes([0x01]) == data[0x25:0x26]
     e = Enc()
     e.put(14804770, 1972446, P)
     e.put(486, 16776244, P)
-    assert e.finish() == data[0x29:0x2A]
+    assert e.finish() == data[0x27:0x28]
     e = Enc()  # plane 2: order [e2, e0, e3, e1], trits 0, 0, 1, 2 at nodes (2,5), (1,1), (0,0), (0,0)
     for k, d, p, tr in [(40, 2, 5, 0), (20, 1, 1, 0), (5, 0, 0, 1), (0, 0, 0, 2)]:
         f = trit.freqs(k, d, p)
         e.put((0, f[0], f[0] + f[1])[tr], f[tr], P)
-    assert e.finish() == data[0x2B:0x2E]
+    assert e.finish() == data[0x29:0x2C]
     e = Enc()  # escape: flag, then Exp-Golomb(1) = bits 1 0 0
     e.put(65535, 1, 16)
     assert (e.low, e.range, bytes(e.out)) == (0xFFFFFFFF00010000, 0xFFFFFFFFFFFF0000, b"\xff\xfe")
@@ -255,7 +255,7 @@ def test_worked_example_coder_trace():
     e.put(0, 1, 1)
     e.put(0, 1, 1)
     assert e.range == 0x1FFFFFFFFFFFE000
-    assert e.finish() == b"\xff\xff\x80" == data[0x2F:0x32]
+    assert e.finish() == b"\xff\xff\x80" == data[0x2D:0x30]
 
 
 # ----------------------------------------------------------------- agreement with the runtime
@@ -304,7 +304,7 @@ def test_levels_agree_with_runtime(tables, case):
         assert prefix.level == j and prefix.estimates[j] == res.estimates[j]
         rt = rt_decode(data[:end], tables, means, kidx)
         assert rt.level == j
-        want = rt.residual_estimate().reshape(-1)
+        want = rt.residual_estimate("conditional_mean").reshape(-1)
         got = np.array(res.estimates[j])
         assert np.array_equal(got, want) or np.max(np.abs(got - want)) <= 1e-12, f"level {j}"
     q = np.rint(y.astype(np.float64) - means.astype(np.float64)).astype(np.int64).reshape(-1)
@@ -344,16 +344,15 @@ def test_damaged_streams(tables):
     v1[4] = 1
     _, rterr = both_raise(bytes(v1), tables, means, kidx, "ForeignStreamError")
     assert "1" in str(rterr)
-    both_raise(flip(5, 0x04), tables, means, kidx, "ForeignStreamError")
-    both_raise(flip(6), tables, means, kidx, "CorruptStreamError")  # quality: level0_crc
-    both_raise(flip(8), tables, means, kidx, "CorruptStreamError")  # codec id: level0_crc first
+    both_raise(flip(5, 0x04), tables, means, kidx, "CorruptStreamError")  # quality bits: level0_crc
+    both_raise(flip(7), tables, means, kidx, "CorruptStreamError")  # codec id: level0_crc first
     both_raise(flip(hs - 6), tables, means, kidx, "CorruptStreamError")  # scale_index_crc
     both_raise(data[:3], tables, means, kidx, "TruncatedStreamError")
     both_raise(b"EDX", tables, means, kidx, "ForeignStreamError")
     both_raise(data[: hs - 1], tables, means, kidx, "TruncatedStreamError")
     both_raise(data[: E0 - 1], tables, means, kidx, "TruncatedStreamError")
     # a non-minimal varint (image_height 0 as 80 00) with a correct level0_crc
-    nm = bytearray(data[:11] + b"\x80\x00" + data[12:hs - 4])
+    nm = bytearray(data[:10] + b"\x80\x00" + data[11:hs - 4])
     nm += struct.pack("<I", zlib.crc32(data[hs:E0], zlib.crc32(bytes(nm))))
     both_raise(bytes(nm) + data[hs:], tables, means, kidx, "CorruptStreamError")
     # z
@@ -391,7 +390,7 @@ def test_damaged_streams(tables):
             with pytest.raises(rt_errors.CorruptChunkError):
                 dec.feed(flip(off, 0x10))
             assert dec.level == got
-            assert np.array_equal(dec.residual_estimate().reshape(-1), np.array(se.partial.estimates[got]))
+            assert np.array_equal(dec.residual_estimate("conditional_mean").reshape(-1), np.array(se.partial.estimates[got]))
     # bytes past the end: every level is decoded first
     se, _ = both_raise(data + b"\x00", tables, means, kidx, "CorruptStreamError")
     assert se.partial.level == len(good.lengths) and se.partial.residual == good.residual
@@ -453,8 +452,10 @@ def test_level_table_edge_cases(tables):
                "CorruptStreamError")  # running sum > 2^34 in an incomplete table
     assert spec_decode(data[:E0] + b"\x06\x00", tables, means, kidx).level == 0  # n_i = 0: waits for the table
     both_raise(data[:E0] + b"\x06\x00" + b"\x01" * 12, tables, means, kidx, "CorruptStreamError")  # then fails
-    both_raise(data[:E0] + b"\x06" + b"\x01" * 6 + b"\x01" * 6 + b"\x03", tables, means, kidx,
+    both_raise(data[:E0] + b"\x06" + b"\x01" * 6 + b"\x03" + b"\x01" + b"\x00" * 5, tables, means, kidx,
                "CorruptStreamError")  # escape chunk of 3 bytes
+    both_raise(data[:E0] + b"\x06" + b"\x01" * 6 + b"\x04" + b"\x01" + b"\x01", tables, means, kidx,
+               "CorruptStreamError")  # a plane chunk of 0 bytes (1 - 1), caught as it is read
     both_raise(data[:E0] + b"\x00\x04", tables, means, kidx, "CorruptStreamError")  # no planes: corrupt at once
     # the decoder setting max_latent_elements
     with pytest.raises(sd.CorruptStreamError):
@@ -465,8 +466,5 @@ def test_level_table_edge_cases(tables):
 
 def test_header_prefix_checks_follow_the_table(tables):
     y, means, kidx, z, data = case_stream(tables, CASES[0])
-    bad_flags = bytearray(data[:12])
-    bad_flags[5] |= 0x80
-    both_raise(bytes(bad_flags), tables, means, kidx, "ForeignStreamError")  # 11 bytes in: flags
-    non_minimal = data[:11] + b"\x80\x00" + data[12:14]
+    non_minimal = data[:10] + b"\x80\x00" + data[11:13]
     both_raise(non_minimal, tables, means, kidx, "CorruptStreamError")  # varints as they are read
