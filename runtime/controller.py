@@ -25,11 +25,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .fileio import atomic_write
+
 CONTROLLER_FORMAT = "edge-sdk-controller"
 CONTROLLER_VERSION = 2  # 2 adds the optional recalibration; version 1 files still load
 READABLE_VERSIONS = (1, 2)
-#: how many times per stream Algorithm 2 consults the controller by default. A stream has
-#: about 64 levels; running the classifier at every one would cost up to 64 classifier
+#: how many times per stream Algorithm 2 consults the controller by default. A stream has up to
+#: 64 levels; running the classifier at every one would cost up to 64 classifier
 #: passes where a full decode costs one, so the checks are spread over the bytes instead.
 DEFAULT_CHECKPOINTS = 8
 
@@ -210,11 +212,8 @@ class Controller:
             raise ControllerError(f"controller file is damaged: {exc}") from exc
 
     def save(self, path: str | Path) -> None:
-        """Write atomically (temp file + rename)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        tmp.replace(path)
+        """Write atomically (runtime/fileio.py)."""
+        atomic_write(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "Controller":

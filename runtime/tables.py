@@ -21,6 +21,7 @@ Three tables live here:
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import TableError
+from .fileio import atomic_write
 from .npzfile import read_npz
 
 #: -Phi^-1(1e-9 / 2): the tail cut of compressai's GaussianConditional and of DPICT.
@@ -364,12 +366,10 @@ class EntropyTables:
 
     def save(self, path: str | Path) -> None:
         """Write the tables as an ``.npz`` (no pickles), atomically."""
-        path = Path(path)
         arrays = {name.replace(".", "_"): arr for name, arr in self.trit.digest_arrays() + self.z.digest_arrays()}
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        tmp.replace(path)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> "EntropyTables":
