@@ -218,6 +218,33 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
         raise BundleError(f"{manifest_path}: {exc}") from exc
 
 
+def replaceable_bundle_dir(path: str | Path) -> Optional[str]:
+    """Why ``path`` must not be replaced by a new bundle, or None when it may be.
+
+    ``export --force`` replaces only what is verifiably an edge-sdk bundle (a readable
+    manifest, and no file the manifest does not account for) or an empty folder; anything
+    else (a folder of someone's notes, a plain file) is refused, never deleted.
+    """
+    root = Path(path)
+    if not root.exists():
+        return None
+    if root.is_symlink() or not root.is_dir():
+        return f"{root} is not a folder"
+    entries = {p.name for p in root.iterdir()}
+    if not entries:
+        return None
+    try:
+        manifest = read_manifest(root)
+    except BundleError as exc:
+        return f"{root} is not an edge-sdk bundle ({exc})"
+    known = {MANIFEST_NAME, "README.md"} | {g.file for g in manifest.graphs.values()}
+    known |= {entry.file for entry in (manifest.integer_prior, manifest.controller) if entry is not None}
+    foreign = sorted(entries - known)
+    if foreign:
+        return f"{root} holds files that are not part of its bundle: {', '.join(foreign[:5])}"
+    return None
+
+
 def write_manifest(bundle_dir: str | Path, manifest: Manifest) -> Path:
     """Write ``manifest.json`` atomically, in the layout every edge-sdk has written."""
     path = Path(bundle_dir) / MANIFEST_NAME

@@ -18,6 +18,13 @@ from typing import Iterator
 __all__ = ["atomic_write", "atomic_file", "atomic_directory", "sha256_file"]
 
 
+def _umask() -> int:
+    """The process umask (reading it means setting it; set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks (bundles hold graphs of hundreds of MB)."""
     h = hashlib.sha256()
@@ -41,6 +48,8 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file private (0600); an output gets what open() would give it
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -70,9 +79,7 @@ def atomic_directory(out: str | Path, mode_from_umask: bool = True) -> Iterator[
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     if mode_from_umask:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
+        os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         old = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from edge_sdk.runtime.bundle import replaceable_bundle_dir
 from edge_sdk.runtime.manifest import Manifest
 
 from ..models.checkpoint import CheckpointError, MissingWeightsError, load_checkpoint, random_groups
@@ -67,6 +68,9 @@ def export_model(
         raise ExportError(f"{name} supports quality {min(info.qualities)}..{max(info.qualities)}, got {q:g}")
     if Path(out_dir).exists() and not force:
         raise ExportError(f"{out_dir} already exists; pass --force to replace it")
+    refusal = replaceable_bundle_dir(out_dir)
+    if refusal:  # before minutes of export work, not after
+        raise ExportError(f"will not replace {out_dir}: {refusal}. Choose another --out or remove it yourself")
     model, weights, _ = prepare_model(name, checkpoint, random_weights)
     if sizes is None:
         m = model.padding_multiple

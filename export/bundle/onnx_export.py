@@ -29,6 +29,7 @@ from edge_sdk.runtime.bundle import (
     codec_id,
     entropy_to_manifest,
     read_manifest,
+    replaceable_bundle_dir,
     write_manifest,
 )
 from edge_sdk.runtime.fileio import atomic_directory, sha256_file
@@ -179,6 +180,9 @@ def export_bundle(
     out = Path(out_dir)
     if out.exists() and not force:
         raise ExportError(f"{out} already exists; pass force=True (--force) to replace it")
+    refusal = replaceable_bundle_dir(out)
+    if refusal:
+        raise ExportError(f"will not replace {out}: {refusal}. Choose another --out or remove it yourself")
     for h, w in sizes:
         if h % model.padding_multiple or w % model.padding_multiple or min(h, w) < model.min_input_size:
             raise ExportError(f"size {h}x{w} is not a multiple of {model.padding_multiple} of at least {model.min_input_size}")

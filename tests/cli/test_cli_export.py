@@ -77,3 +77,13 @@ def test_inspect_stream_against_a_bundle(tmp_path, tiny_bundle):
         assert result.exit_code == 0, result.output
         got = json.loads(result.output)
         assert got["bundle_match"] is expected
+
+
+def test_export_force_never_deletes_what_is_not_a_bundle(tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.md").write_text("keep me")
+    result = runner.invoke(app, ["export", "--model", "tiny_test", "--random-weights", "--out", str(notes), "--force"])
+    assert result.exit_code == 2 and "not an edge-sdk bundle" in result.output
+    assert (notes / "todo.md").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]  # no .tmp or .old debris

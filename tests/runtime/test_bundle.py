@@ -109,3 +109,25 @@ def test_hash_check_can_be_skipped_for_trusted_fast_loads(bundle_dir):
     with pytest.raises(BundleError):
         Bundle.load(bundle_dir)
     assert Bundle.load(bundle_dir, verify_hashes=False).model_name == "fake"
+
+
+def test_only_bundles_and_empty_folders_may_be_replaced(tmp_path):
+    import shutil
+
+    from edge_sdk.runtime.bundle import replaceable_bundle_dir
+    from helpers import TINY_BUNDLE
+
+    assert replaceable_bundle_dir(tmp_path / "missing") is None
+    (tmp_path / "empty").mkdir()
+    assert replaceable_bundle_dir(tmp_path / "empty") is None
+    bundle = tmp_path / "bundle"
+    shutil.copytree(TINY_BUNDLE, bundle)
+    assert replaceable_bundle_dir(bundle) is None
+    (bundle / "my-notes.txt").write_text("not the exporter's")
+    assert "my-notes.txt" in replaceable_bundle_dir(bundle)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.md").write_text("keep me")
+    assert "not an edge-sdk bundle" in replaceable_bundle_dir(notes)
+    (tmp_path / "file").write_text("x")
+    assert "not a folder" in replaceable_bundle_dir(tmp_path / "file")

@@ -57,3 +57,13 @@ def test_sha256_file(tmp_path: Path) -> None:
     f = tmp_path / "x"
     f.write_bytes(b"abc")
     assert sha256_file(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_outputs_get_the_umask_mode_not_mkstemps_private_one(tmp_path: Path) -> None:
+    import os
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "stream.edgt", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "stream.edgt").stat().st_mode & 0o777 == 0o644
