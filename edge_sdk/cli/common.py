@@ -55,6 +55,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def read_stream(path: Path) -> bytes:
     """The file's bytes once its header has been checked; a clear exit otherwise."""
+    if not path.is_file():  # a folder, a device such as /dev/zero, a FIFO: never read to the end
+        fail(f"{path} is not a stream file" if path.exists() else f"{path} does not exist")
     try:
         data = path.read_bytes()
     except OSError as exc:

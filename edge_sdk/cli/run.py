@@ -23,9 +23,9 @@ STREAM_SUFFIX = ".edgt"
 # shared by encode and run
 SHORT_SIDE_OPTION = typer.Option(0, help="Downscale images so the short side is this before encoding (224: "
                                  "EfficientNet-Lite0's scale); 0 encodes them as they are.")
-LEVELS_OPTION = typer.Option(64, help="Decodable levels to aim for per stream. Each costs about 8 bytes of framing "
-                             "(chunk table entry, CRC, flush): on 224-px photos 64 levels spend ~8 % of the bytes "
-                             "on it, 16 levels ~2 %.")
+LEVELS_OPTION = typer.Option(64, help="The most decodable levels per stream. Each costs about 3 bytes of framing "
+                             "(its length, its check, a flush byte); smaller streams get fewer, so framing stays "
+                             "within 2 % of the bytes (a 224-px photo: about 25 levels).")
 PRIOR_OPTION = typer.Option(None, help="integer (default when the bundle has one): streams decode identically on any "
                             "backend, thread count or precision; float: for decoding on the encoder's exact backend "
                             "setup only (not faster on CPU; see docs/prior.md).")
@@ -88,6 +88,15 @@ def encode(
     files = _expand(inputs)
     single = len(files) == 1 and out.suffix == STREAM_SUFFIX
     if not single:
+        by_target: dict[str, list[Path]] = {}
+        for path in files:
+            by_target.setdefault(path.stem + STREAM_SUFFIX, []).append(path)
+        clashes = {name: paths for name, paths in by_target.items() if len(paths) > 1}
+        if clashes:  # x.png and x.jpg, or a/x.png and b/x.png, would overwrite each other's stream
+            listed = "; ".join(f"{name} ← {', '.join(str(p) for p in paths)}" for name, paths in list(clashes.items())[:5])
+            fail(f"inputs would write the same stream: {listed}. Encode them into separate folders")
+        if out.exists() and not out.is_dir():
+            fail(f"--out {out} is a file; several inputs need a folder")
         out.mkdir(parents=True, exist_ok=True)
     failures = 0
     for path in files:
@@ -110,7 +119,7 @@ def encode(
 def decode(
     stream: Path = typer.Argument(..., help="A stream (.edgt) or a prefix of one."),
     bundle: Path = typer.Option(..., help="Bundle directory the stream was made with."),
-    out: Path = typer.Option(..., "--out", "-o", help="Reconstructed image (PNG), written atomically."),
+    out: Path = typer.Option(..., "--out", "-o", help="Reconstructed image, written atomically; the suffix picks the format (.png, .jpg, .webp, .bmp, .tif)."),
     level: Optional[int] = typer.Option(None, help="Decode to this level (default: all the bytes hold)."),
     device: str = DEVICE_OPTION,
     threads: int = THREADS_OPTION,
@@ -123,6 +132,11 @@ def decode(
     from edge_sdk.runtime.pipeline import Decoder
     from edge_sdk.runtime import BitstreamError
 
+    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
+               ".tiff": "TIFF"}
+    fmt = formats.get(out.suffix.lower())
+    if fmt is None:
+        fail(f"--out {out}: name the image format by the suffix ({', '.join(formats)})")
     loaded = open_bundle(bundle)
     decoder = Decoder(loaded, backend_from_options(loaded, device, threads))
     data = read_stream(stream)
@@ -131,7 +145,7 @@ def decode(
     except (BitstreamError, ValueError) as exc:
         fail(f"{stream}: {exc}")
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
+    Image.fromarray(image).save(buf, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
     atomic_write(out, buf.getvalue())
     console.print(f"wrote {out} ({image.shape[1]}×{image.shape[0]})")
 

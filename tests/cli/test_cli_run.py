@@ -125,3 +125,24 @@ def test_levels_option_reaches_the_encoder_schedule(tiny_bundle, photos, tmp_pat
     result = runner.invoke(app, ["encode", str(photos / "a.jpg"), "--bundle", str(bundle), "--out",
                                  str(tmp_path / "x.edgt"), "--levels", "0"])
     assert result.exit_code == 2
+
+
+def test_path_mistakes_are_clear_errors_and_lose_nothing(tmp_path, tiny_bundle):
+    from PIL import Image
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, fmt in ((a, "PNG"), (b, "JPEG")):
+        folder.mkdir()
+        Image.new("RGB", (64, 64), (120, 30, 200)).save(folder / ("x.png" if fmt == "PNG" else "x.jpg"), fmt)
+    out = tmp_path / "streams"
+    result = runner.invoke(app, ["encode", str(a), str(b), "--bundle", str(tiny_bundle), "-o", str(out)])
+    assert result.exit_code == 2 and "same stream" in result.output and not out.exists()
+    result = runner.invoke(app, ["inspect", "/dev/zero"])
+    assert result.exit_code == 2 and "not a stream file" in result.output
+    stream = tmp_path / "x.edgt"
+    assert runner.invoke(app, ["encode", str(a / "x.png"), "--bundle", str(tiny_bundle), "-o", str(stream)]).exit_code == 0
+    result = runner.invoke(app, ["decode", str(stream), "--bundle", str(tiny_bundle), "-o", str(tmp_path / "x.gif")])
+    assert result.exit_code == 2 and "suffix" in result.output and not (tmp_path / "x.gif").exists()
+    jpg = tmp_path / "deep" / "x.jpg"
+    assert runner.invoke(app, ["decode", str(stream), "--bundle", str(tiny_bundle), "-o", str(jpg)]).exit_code == 0
+    assert jpg.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG bytes under a .jpg name
