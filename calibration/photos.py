@@ -7,11 +7,11 @@ and read under its one reading policy; each photo then becomes one or more task-
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from edge_sdk.runtime.images import find_images, read_image, resize_short_side, to_uint8
+from edge_sdk.runtime.images import ImageError, find_images, read_image, resize_short_side, to_uint8
 
 #: the side classifiers like EfficientNet-Lite0 were trained at; photos are resized so
 #: their short side is this before encoding (0 keeps them as they are)
@@ -52,12 +52,22 @@ def image_views(image: np.ndarray, views: int, short_side: int, rng: np.random.G
 
 
 def load_image_set(paths: Sequence[Path], *, short_side: int = DEFAULT_SHORT_SIDE, views: int = 1,
-                   seed: int = 0) -> list[tuple[str, np.ndarray]]:
-    """Images under the one reading policy of ``edge_sdk.runtime.images``, as task-scale views."""
+                   seed: int = 0, skip: Optional[Callable[[Path, ImageError], None]] = None
+                   ) -> list[tuple[str, np.ndarray]]:
+    """Images under the one reading policy of ``edge_sdk.runtime.images``, as task-scale views.
+
+    An unreadable image raises :class:`ImageError`, or, with ``skip``, is reported to it and left out.
+    """
     rng = np.random.default_rng(seed)
     out = []
     for path in paths:
-        image = to_uint8(read_image(path))
+        try:
+            image = to_uint8(read_image(path))
+        except ImageError as exc:
+            if skip is None:
+                raise
+            skip(path, exc)
+            continue
         for k, view in enumerate(image_views(image, views, short_side, rng)):
             out.append((path.name if views == 1 else f"{path.name}#{k}", view))
     return out

@@ -73,7 +73,10 @@ def evaluate_command(
     if not paths:
         fail("no images found under --images")
     label_map = read_labels(labels, loaded.class_names) if labels else None
-    photos = load_image_set(paths, short_side=short_side, views=1)
+    photos = load_image_set(paths, short_side=short_side, views=1,
+                            skip=lambda path, exc: err_console.print(f"[yellow]skipped[/yellow] {path}: {exc}"))
+    if not photos:
+        fail("none of the images under --images could be read")
     evaluator = Evaluator(loaded, backend_from_options(loaded, device, threads), settings)
     if lpips and evaluator.lpips is None:
         err_console.print("[yellow]LPIPS not computed:[/yellow] install edge-sdk[train] (stlpips-pytorch, torch)")
