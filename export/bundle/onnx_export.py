@@ -256,12 +256,8 @@ def _write_integer_prior(model: CompressedDomainModel, quality: float, tables: E
                          folder: Path) -> Optional[SidecarEntry]:
     """Convert the hyper-synthesis to the integer prior (prior_mode INTEGER) and check it
     against the float one; None when the model's hyper-synthesis does not convert."""
-    from .integer_prior import (
-        DEFAULT_ACTIVATION_BITS,
-        DEFAULT_WEIGHT_BITS,
-        IntegerPriorUnsupported,
-        convert_hyper_synthesis,
-    )
+    from ..models.hyper_synthesis import IntegerPriorUnsupported
+    from .integer_prior import DEFAULT_ACTIVATION_BITS, DEFAULT_WEIGHT_BITS, convert_hyper_synthesis
 
     try:
         layers = model.hyper_synthesis_layers(quality)

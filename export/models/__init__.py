@@ -1,8 +1,10 @@
 """Model definitions: the interface every exportable model implements, the registry and checkpoint loading.
 
 ``base`` (``CompressedDomainModel``, the exported parts), ``layers`` / ``attention`` /
-``entropy_models`` (building blocks), ``lite0``, ``polc`` and ``tiny`` (the test model) (the registered models, imported
-by the registry on first use), ``registry`` and ``checkpoint``.
+``entropy_models`` (building blocks), ``hyper_synthesis`` (how a model describes its
+hyper-synthesis to the integer-prior converter), the registered models ``lite0``, ``polc``
+and ``tiny`` (the test model), imported by the registry on first use, ``registry`` and
+``checkpoint``.
 """
 
 from .base import EXPORT_PARTS, SCALE_BOUND, CompressedDomainModel, PartModule, PartSpec

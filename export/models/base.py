@@ -136,10 +136,10 @@ class CompressedDomainModel(nn.Module):
         raise NotImplementedError
 
     def hyper_synthesis_layers(self, quality: float):
-        """The hyper-synthesis as an ``integer_prior.FloatHyperSynthesis``, for the integer
+        """The hyper-synthesis as an ``hyper_synthesis.FloatHyperSynthesis``, for the integer
         prior (``prior_mode`` INTEGER). Models whose hyper-synthesis is not a plain chain of
         convolutions and leaky ReLUs leave this unimplemented and export the float prior only."""
-        from ..bundle.integer_prior import IntegerPriorUnsupported
+        from .hyper_synthesis import IntegerPriorUnsupported
 
         raise IntegerPriorUnsupported(
             f"{self.model_name}: its hyper-synthesis has layers the integer prior cannot convert; "

@@ -135,7 +135,7 @@ class Lite0Model(CompressedDomainModel):
         return means, lower_bound(scales, SCALE_BOUND)
 
     def hyper_synthesis_layers(self, quality: float):
-        from ..bundle.integer_prior import FloatHyperSynthesis, layer_from_module
+        from .hyper_synthesis import FloatHyperSynthesis, layer_from_module
 
         h_s = list(self.h_s)
         convs = [m for m in h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]

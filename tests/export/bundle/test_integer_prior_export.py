@@ -9,7 +9,8 @@ import torch
 
 from edge_sdk import DEEPEST, Decoder, Encoder
 from edge_sdk.export.models.base import CompressedDomainModel
-from edge_sdk.export.bundle.integer_prior import IntegerPriorUnsupported, convert_hyper_synthesis, layer_from_module
+from edge_sdk.export.bundle.integer_prior import convert_hyper_synthesis
+from edge_sdk.export.models.hyper_synthesis import IntegerPriorUnsupported, layer_from_module
 from edge_sdk.export.bundle.onnx_export import build_entropy_tables
 from edge_sdk.export.models.registry import create_model
 from edge_sdk.runtime import Bundle, BundleError, PriorMismatchError, PriorMode, read_header
