@@ -229,19 +229,19 @@ def replaceable_bundle_dir(path: str | Path) -> Optional[str]:
     if not root.exists():
         return None
     if root.is_symlink() or not root.is_dir():
-        return f"{root} is not a folder"
+        return "it is not a folder"
     entries = {p.name for p in root.iterdir()}
     if not entries:
         return None
     try:
         manifest = read_manifest(root)
     except BundleError as exc:
-        return f"{root} is not an edge-sdk bundle ({exc})"
+        return f"it is not an edge-sdk bundle ({exc})"
     known = {MANIFEST_NAME, "README.md"} | {g.file for g in manifest.graphs.values()}
     known |= {entry.file for entry in (manifest.integer_prior, manifest.controller) if entry is not None}
     foreign = sorted(entries - known)
     if foreign:
-        return f"{root} holds files that are not part of its bundle: {', '.join(foreign[:5])}"
+        return f"it holds files that are not part of its bundle: {', '.join(foreign[:5])}"
     return None
 
 

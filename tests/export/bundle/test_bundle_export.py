@@ -98,15 +98,22 @@ def test_failed_verification_leaves_nothing_behind(tmp_path, monkeypatch, no_shi
 
 
 def test_force_replaces_an_existing_bundle_atomically(tmp_path, lite0_export, monkeypatch):
+    import shutil
+
+    from helpers import TINY_BUNDLE
+
     out = tmp_path / "b"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
+    shutil.copytree(TINY_BUNDLE, out)  # an existing bundle (of another model) is what --force may replace
     _, _, model = lite0_export
     weights = onnx_export.WeightsInfo(sources=[], random_parts=["codec"])
     onnx_export.export_bundle(model, out, quality=1.0, weights=weights, sizes=((64, 64),), force=True)
-    assert not (out / "stale.txt").exists()
-    assert Bundle.load(out).quality == 1.0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    loaded = Bundle.load(out)
+    assert loaded.model_name == "lite0" and loaded.quality == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no .tmp or .old debris
+    (out / "notes.txt").write_text("mine")  # a file the bundle does not account for: never deleted
+    with pytest.raises(onnx_export.ExportError, match="notes.txt"):
+        onnx_export.export_bundle(model, out, quality=1.0, weights=weights, sizes=((64, 64),), force=True)
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_missing_weights_are_an_error_unless_random_is_allowed(no_shipped_weights):
