@@ -1,7 +1,7 @@
 """Model definitions: the interface every exportable model implements, the registry and checkpoint loading.
 
 ``base`` (``CompressedDomainModel``, the exported parts), ``layers`` / ``attention`` /
-``entropy_models`` (building blocks), ``hyper_synthesis`` (how a model describes its
+``entropy_models`` (building blocks), ``hyperprior`` (the gain mean-scale codec lite0 and tiny share), ``hyper_synthesis`` (how a model describes its
 hyper-synthesis to the integer-prior converter), the registered models ``lite0``, ``polc``
 and ``tiny`` (the test model), imported by the registry on first use, ``registry`` and
 ``checkpoint``.

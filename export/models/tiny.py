@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import SCALE_BOUND, CompressedDomainModel
-from .entropy_models import EntropyBottleneck, lower_bound
+from .entropy_models import EntropyBottleneck
+from .hyperprior import GainHyperpriorCodec
 from .layers import GDN, QualityGain, conv, deconv
 from .registry import register_model
 
@@ -23,7 +23,7 @@ SEED = 20240618
 FEATURE_CHANNELS = 8
 
 
-class TinyTestModel(CompressedDomainModel):
+class TinyTestModel(GainHyperpriorCodec):
     model_name = "tiny_test"
     padding_multiple = 64
     min_input_size = 64
@@ -85,38 +85,6 @@ class TinyTestModel(CompressedDomainModel):
         self.h_s[-1].bias[:M].add_(3.0)  # the first M outputs are the scales
 
     # --- codec -----------------------------------------------------------------------------
-    def analysis(self, image: torch.Tensor, quality: float) -> torch.Tensor:
-        return self.gain(self.g_a(image), quality)
-
-    def _medians(self) -> torch.Tensor:
-        return self.entropy_bottleneck.medians().view(1, -1, 1, 1)
-
-    def hyper_analysis(self, y: torch.Tensor, quality: float) -> torch.Tensor:
-        return self.hyper_gain(self.h_a(y), quality) - self._medians()
-
-    def hyper_synthesis(self, z_hat: torch.Tensor, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
-        params = self.h_s(self.inverse_hyper_gain(z_hat + self._medians(), quality))
-        scales, means = params.chunk(2, dim=1)
-        return means, lower_bound(scales, SCALE_BOUND)
-
-    def hyper_synthesis_layers(self, quality: float):
-        from .hyper_synthesis import FloatHyperSynthesis, layer_from_module
-
-        h_s = list(self.h_s)
-        convs = [m for m in h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-        slopes = [m.negative_slope for m in h_s if isinstance(m, nn.LeakyReLU)] + [None]
-        with torch.no_grad():
-            gain = self.inverse_hyper_gain.row(quality).double().numpy()
-            offset = self._medians().view(-1).double().numpy()
-        return FloatHyperSynthesis(input_gain=gain, input_offset=offset,
-                                   layers=tuple(layer_from_module(c, s) for c, s in zip(convs, slopes)))
-
-    def synthesis_unclamped(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
-        return self.g_s(self.inverse_gain(y_hat, quality))
-
-    def synthesis(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
-        return self.synthesis_unclamped(y_hat, quality).clamp(0.0, 1.0)
-
     # --- task ------------------------------------------------------------------------------
     def pixel_features(self, image: torch.Tensor) -> torch.Tensor:
         return self.task_model["stem"](image * 2.0 - 1.0)
@@ -139,18 +107,6 @@ class TinyTestModel(CompressedDomainModel):
 
     def task_parameters(self):
         return list(self.adapter.parameters()) + list(self.task_model.parameters())
-
-    def weight_groups(self) -> dict[str, tuple[str, ...]]:
-        return {"adapter": ("adapter.",), "backbone": ("task_model.",)}
-
-    def quality_gain_tables(self) -> dict[str, tuple[nn.Parameter, str]]:
-        return {"gain.table": (self.gain.table, "latent"),
-                "inverse_gain.table": (self.inverse_gain.table, "inverse_latent"),
-                "hyper_gain.table": (self.hyper_gain.table, "hyper"),
-                "inverse_hyper_gain.table": (self.inverse_hyper_gain.table, "inverse_hyper")}
-
-    def prior_prefixes(self) -> tuple[str, ...]:
-        return ("h_s.", "inverse_hyper_gain.", "entropy_bottleneck.")
 
 
 @register_model(
