@@ -31,8 +31,8 @@ from typing import Final, Literal, NamedTuple, Optional, Union
 import numpy as np
 
 from .images import DEFAULT_MAX_PIXELS, ImageInput, pad_image, read_image, resize_short_side, to_uint8
-from .bitstream import Ordering, PriorMode
-from .codec import RECONSTRUCTIONS, ChunkSchedule, LatentDecoder, StreamInfo, encode_latent, level_boundaries, read_header, read_layout
+from .bitstream import Ordering, PriorMode, level_ends
+from .codec import RECONSTRUCTIONS, ChunkSchedule, LatentDecoder, StreamInfo, encode_latent, level_boundaries, read_layout
 from .tables import scale_to_index
 from .backends import Backend, GraphSet, open_backend
 from .bundle import Bundle
@@ -409,7 +409,7 @@ class Decoder:
             session.feed(data)
         else:
             header, table = read_layout(data)
-            ends = level_boundaries(data)
+            ends = level_ends(header, table)
             if table is None and isinstance(level, int) and level > 0:
                 raise BitstreamError(f"level {level} needs the level table that follows byte {header.level0_end}; "
                                      f"the data holds {len(data)} bytes")
