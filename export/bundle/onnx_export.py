@@ -121,6 +121,41 @@ def _export_graph(module: PartModule, example: torch.Tensor, path: Path) -> None
             dynamic_shapes=({2: Dim.DYNAMIC, 3: Dim.DYNAMIC},),
             verbose=False,
         )
+    _strip_source_locations(path)
+
+
+#: node metadata the dynamo exporter fills with Python stack traces ("File "/home/…/x.py", line …")
+_SOURCE_LOCATION_KEYS = ("pkg.torch.onnx.stack_trace",)
+
+
+def _strip_source_locations(path: Path) -> None:
+    """Drop the exporter's per-node stack traces from the saved graph.
+
+    They name absolute paths of the exporting machine (its checkout, its virtualenv), so they
+    leak where a bundle was built and make the same model export to different bytes on every
+    machine, which breaks the bundle's content hashes and the codec id derived from them.
+    Module scopes and op names stay: they are what a reader of the graph needs.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+
+    def clean(graph) -> None:  # a GraphProto or a FunctionProto: both hold nodes
+        for node in graph.node:
+            kept = [p for p in node.metadata_props if p.key not in _SOURCE_LOCATION_KEYS]
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+            node.doc_string = ""
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    clean(attr.g)
+                for sub in attr.graphs:
+                    clean(sub)
+
+    clean(model.graph)
+    for function in model.functions:
+        clean(function)
+    onnx.save(model, str(path))
 
 
 def _max_abs_diff(path: Path, module: PartModule, example: torch.Tensor) -> float:

@@ -535,7 +535,7 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
             if new:
                 w.writerow(["step", "trained_seconds", "quality", "bpp", "psnr", "psnr_at_0.5bpp"])
             for r in rows:
-                w.writerow([step, round(trained_seconds, 1), r["quality"], f"{r['bpp']:.5f}", f"{r['psnr']:.4f}",
+                w.writerow([step, f"{trained_seconds:.3f}", r["quality"], f"{r['bpp']:.5f}", f"{r['psnr']:.4f}",
                             "" if at is None else f"{at:.4f}"])
         plot_eval(path, run / "eval.png")
 

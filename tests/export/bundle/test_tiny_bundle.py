@@ -6,6 +6,8 @@ integer prior and the codec id. When this fails the model, the exporter or the b
 changed: regenerate the bundle with the command in tests/data/README.md and commit it.
 """
 
+from pathlib import Path
+
 import pytest
 
 from edge_sdk.runtime.bundle import Bundle, read_manifest
@@ -46,3 +48,13 @@ def test_committed_tiny_bundle_is_a_small_complete_test_bundle():
     assert bundle.manifest.weights.random_parts == ("adapter", "backbone", "codec")
     assert len(bundle.class_names) >= 5  # top-5 answers need five classes
     assert sum(p.stat().st_size for p in TINY_BUNDLE.iterdir()) < 500_000
+
+
+def test_exported_graphs_name_no_path_of_the_exporting_machine(fresh):
+    # the dynamo exporter's stack traces would put this checkout's absolute paths into every graph,
+    # so the same model would hash differently on every machine (and tell users where it was built)
+    root = str(Path(__file__).resolve().parents[3]).encode()
+    for bundle in (fresh, TINY_BUNDLE):
+        for graph in sorted(bundle.glob("*.onnx")):
+            data = graph.read_bytes()
+            assert root not in data and b'File "/' not in data, graph
