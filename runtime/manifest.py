@@ -14,6 +14,7 @@ by ``bundle.entropy_from_manifest``, which checks it against the exporter's dige
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -25,7 +26,16 @@ BUNDLE_VERSION = 1
 #: Every bundle has these graphs; the Decoder needs the first four, evaluation the last.
 GRAPH_NAMES = ("analysis", "hyper_analysis", "hyper_synthesis", "classifier", "synthesis", "pixel_classifier")
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "GRAPH_NAMES", "GraphEntry", "ImageSection", "Manifest", "ModelSection",
+#: The graphs' total downsampling: y lies at H/16, z at H/64, so a padded image must be a multiple of 64.
+LATENT_STRIDE = 16
+HYPER_STRIDE = 64
+#: Bounds no real model comes near; past them a manifest is damaged, not ambitious.
+MAX_CHANNELS = 1 << 16
+MAX_CLASSES = 1 << 20
+MAX_QUALITIES = 64
+MAX_MIN_SIZE = 4096
+
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "GRAPH_NAMES", "HYPER_STRIDE", "LATENT_STRIDE", "GraphEntry", "ImageSection", "Manifest", "ModelSection",
            "SidecarEntry", "TensorSpec", "WeightsSection"]
 
 
@@ -51,9 +61,21 @@ def _field(doc: dict[str, Any], key: str, kind, where: str):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BundleError(f"{where} field {key!r} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise BundleError(f"{where} field {key!r} must be finite, got {value!r}")
     if kind is int and value != int(value):
         raise BundleError(f"{where} field {key!r} must be an integer, got {value!r}")
     return kind(value)
+
+
+def _bounded(doc: dict[str, Any], key: str, kind, where: str, low, high, default=None):
+    """``_field`` within ``low..high`` (inclusive); ``default`` when the field is optional and absent."""
+    if default is not None and key not in doc:
+        return default
+    value = _field(doc, key, kind, where)
+    if not low <= value <= high:
+        raise BundleError(f"{where} field {key!r} must lie in {low}..{high}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -86,11 +108,12 @@ class ModelSection:
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> "ModelSection":
         w = "manifest model"
-        return cls(name=_field(doc, "name", str, w), quality=_field(doc, "quality", float, w),
-                   latent_channels=_field(doc, "latent_channels", int, w),
-                   hyper_channels=_field(doc, "hyper_channels", int, w),
-                   description=str(doc.get("description", "")), num_qualities=int(doc.get("num_qualities", 1)),
-                   num_classes=int(doc.get("num_classes", 0)))
+        qualities = _bounded(doc, "num_qualities", int, w, 1, MAX_QUALITIES)
+        return cls(name=_field(doc, "name", str, w), quality=_bounded(doc, "quality", float, w, 0, qualities),
+                   latent_channels=_bounded(doc, "latent_channels", int, w, 1, MAX_CHANNELS),
+                   hyper_channels=_bounded(doc, "hyper_channels", int, w, 1, MAX_CHANNELS),
+                   description=str(doc.get("description", "")), num_qualities=qualities,
+                   num_classes=_bounded(doc, "num_classes", int, w, 1, MAX_CLASSES))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "quality": self.quality,
@@ -133,9 +156,11 @@ class ImageSection:
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> "ImageSection":
         w = "manifest image"
-        multiple, minimum = _field(doc, "padding_multiple", int, w), _field(doc, "min_size", int, w)
-        if multiple < 1 or minimum < 1:
-            raise BundleError(f"{w}: padding_multiple and min_size must be positive, got {multiple} and {minimum}")
+        multiple = _bounded(doc, "padding_multiple", int, w, HYPER_STRIDE, MAX_MIN_SIZE)
+        if multiple % HYPER_STRIDE:
+            raise BundleError(f"{w} field 'padding_multiple' must be a multiple of {HYPER_STRIDE} (z lies at "
+                              f"H/{HYPER_STRIDE}), got {multiple}")
+        minimum = _bounded(doc, "min_size", int, w, 1, MAX_MIN_SIZE)
         return cls(padding_multiple=multiple, min_size=minimum, layout=str(doc.get("layout", "NCHW")),
                    color=str(doc.get("color", "RGB")), dtype=str(doc.get("dtype", "float32")),
                    range=tuple(float(v) for v in doc.get("range", (0.0, 1.0))),
@@ -254,6 +279,15 @@ class Manifest:
         classes = doc["classes"]
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             raise BundleError("manifest classes must be a list of strings")
+        model = ModelSection.from_dict(_section(doc, "model"))
+        if len(classes) != model.num_classes:
+            raise BundleError(f"manifest classes lists {len(classes)} names but model field 'num_classes' is "
+                              f"{model.num_classes}: predictions would name the wrong class")
+        for spec in graphs["classifier"].outputs + graphs["pixel_classifier"].outputs:
+            width = spec.shape[-1] if spec.shape else None
+            if isinstance(width, int) and width != model.num_classes:
+                raise BundleError(f"manifest graph classifier output {spec.name} has {width} classes but model field "
+                                  f"'num_classes' is {model.num_classes}")
         codec = _field(doc, "codec_id", str, "manifest")
         try:
             if len(bytes.fromhex(codec)) != 16:
@@ -265,7 +299,7 @@ class Manifest:
             if doc.get(key) is not None:
                 optional[key] = _section(doc, key)
         return cls(
-            model=ModelSection.from_dict(_section(doc, "model")),
+            model=model,
             weights=WeightsSection.from_dict(_section(doc, "weights")),
             image=ImageSection.from_dict(_section(doc, "image")),
             graphs=graphs,

@@ -31,7 +31,8 @@ def write_fake_bundle(root, tables, graphs=GRAPH_NAMES):
     manifest = {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,
-        "model": {"name": "fake", "quality": 2.0, "latent_channels": 8, "hyper_channels": 4, "num_classes": 3},
+        "model": {"name": "fake", "quality": 2.0, "num_qualities": 4, "latent_channels": 8, "hyper_channels": 4,
+                  "num_classes": 3},
         "weights": {"random_parts": ["codec"], "sources": []},
         "image": {"padding_multiple": 64, "min_size": 64},
         "graphs": entries,
