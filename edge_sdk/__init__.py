@@ -34,6 +34,8 @@ from edge_sdk.runtime import (
     StreamInfo,
     TableError,
     TableMismatchError,
+    TrailingBytesError,
+    TrailingBytesWarning,
     TruncatedStreamError,
     __version__,
     decode_stream,
@@ -84,6 +86,8 @@ __all__ = [
     "PriorMismatchError",
     "TableError",
     "TableMismatchError",
+    "TrailingBytesError",
+    "TrailingBytesWarning",
     "TruncatedStreamError",
     # the bitstream layer
     "Bundle",

@@ -31,6 +31,8 @@ from .errors import (
     PriorMismatchError,
     TableError,
     TableMismatchError,
+    TrailingBytesError,
+    TrailingBytesWarning,
     TruncatedStreamError,
 )
 from .tables import (
@@ -76,6 +78,8 @@ __all__ = [
     "StreamInfo",
     "TableError",
     "TableMismatchError",
+    "TrailingBytesError",
+    "TrailingBytesWarning",
     "TritTables",
     "TruncatedStreamError",
     "ZTables",

@@ -29,6 +29,7 @@ from .errors import (
     CorruptStreamError,
     PriorMismatchError,
     TableMismatchError,
+    TrailingBytesError,
     TruncatedStreamError,
 )
 from .rangecoder import RangeCoderError
@@ -386,8 +387,9 @@ class LatentDecoder:
     def feed(self, data: bytes | bytearray | memoryview | np.ndarray) -> int:
         """Append bytes; decode whatever became complete. Returns the number of new levels.
 
-        Bytes past the end of the stream raise :class:`CorruptStreamError` after every
-        level before them has been decoded (the decoder stays usable at its level).
+        Bytes past the end of the stream raise :class:`TrailingBytesError` (a
+        :class:`CorruptStreamError`) after every level before them has been decoded; the
+        decoder stays usable at its level.
         """
         if isinstance(data, np.ndarray):
             data = np.ascontiguousarray(data, dtype=np.uint8).ravel()
@@ -398,7 +400,7 @@ class LatentDecoder:
             excess = len(self._buf) + len(view) - size
             self._buf += view[: len(view) - excess]
             self._advance()
-            raise CorruptStreamError(f"{excess} bytes past the end of the stream ({size} bytes)")
+            raise TrailingBytesError(excess, size)
         self._buf += view
         self._advance()
         size = self.stream_size
@@ -406,7 +408,7 @@ class LatentDecoder:
             excess = len(self._buf) - size
             del self._buf[size:]
             self._advance()
-            raise CorruptStreamError(f"{excess} bytes past the end of the stream ({size} bytes)")
+            raise TrailingBytesError(excess, size)
         return self.level - before
 
     def set_prior(self, means: np.ndarray, scale_indices: np.ndarray) -> None:

@@ -24,6 +24,20 @@ class CorruptStreamError(BitstreamError):
     """A checksum or a structural check failed: the bytes were damaged in transit."""
 
 
+class TrailingBytesError(CorruptStreamError):
+    """Bytes arrived past the end the level table gives: every level before them is decoded and
+    the decoder stays usable; ``excess`` bytes were dropped from a ``stream_size``-byte stream."""
+
+    def __init__(self, excess: int, stream_size: int):
+        super().__init__(f"{excess} bytes past the end of the stream ({stream_size} bytes)")
+        self.excess, self.stream_size = excess, stream_size
+
+
+class TrailingBytesWarning(UserWarning):
+    """A whole-stream call (``Decoder.classify``, ``Decoder.reconstruct``) ignored bytes after a
+    complete stream, as a file with something appended gives; the answer is the full stream's."""
+
+
 class CorruptChunkError(CorruptStreamError):
     """A y chunk failed to decode or failed its CRC; ``chunk`` is its index."""
 

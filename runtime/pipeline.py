@@ -24,6 +24,7 @@ Timings come back with each result (``Prediction.timings_ms``, ``Encoded.timings
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, NamedTuple, Optional, Union
@@ -37,7 +38,7 @@ from .tables import scale_to_index
 from .backends import Backend, GraphSet, open_backend
 from .bundle import Bundle
 from .controller import checkpoint_levels
-from .errors import BitstreamError, PriorMismatchError
+from .errors import BitstreamError, PriorMismatchError, TrailingBytesWarning
 
 BundleLike = Union[Bundle, str, Path]
 #: ``level=DEEPEST``: the deepest level the data holds (for ``Decoder.classify``: whatever the controller says)
@@ -402,9 +403,26 @@ class Decoder:
     def session(self) -> DecodeSession:
         return DecodeSession(self)
 
+    @staticmethod
+    def _without_trailing_bytes(data: bytes) -> bytes:
+        """``data`` cut at the end its level table gives, with a :class:`TrailingBytesWarning` when
+        something was appended: a complete stream stays decodable whatever follows it."""
+        try:
+            header, table = read_layout(data)
+        except BitstreamError:
+            return data  # the session reports what is wrong, naming the part
+        if table is None:
+            return data
+        size = level_ends(header, table)[-1]
+        if len(data) > size:
+            warnings.warn(TrailingBytesWarning(f"{len(data) - size} bytes after the end of the stream "
+                                               f"({size} bytes) were ignored"), stacklevel=3)
+            return data[:size]
+        return data
+
     def _session_at(self, data: bytes, level: Optional[Level]) -> DecodeSession:
         session = self.session()
-        data = bytes(data)
+        data = self._without_trailing_bytes(bytes(data))
         if level is None or level == DEEPEST:
             session.feed(data)
         else:
@@ -449,7 +467,7 @@ class Decoder:
         tau = controller.default_threshold if threshold is None else float(threshold)
         if not 0.0 <= tau <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {tau}")
-        data = bytes(data)
+        data = self._without_trailing_bytes(bytes(data))
         ends = level_boundaries(data)
         session = self.session()
         fed = 0

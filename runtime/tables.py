@@ -20,6 +20,7 @@ Three tables live here:
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import io
 import math
@@ -50,10 +51,21 @@ POW3 = np.array([3**i for i in range(MAX_PLANES + 1)], dtype=np.int64)
 
 
 def log_spaced_scales(lo: float = 0.11, hi: float = 256.0, count: int = 128) -> np.ndarray:
-    """The default scale table: ``count`` log-spaced Gaussian scales from ``lo`` to ``hi``."""
+    """The default scale table: ``count`` log-spaced Gaussian scales from ``lo`` to ``hi``.
+
+    ``scales[k]`` is the float64 nearest to ``lo * (hi / lo) ** (k / (count - 1))``, computed
+    in 40-digit decimal arithmetic, whose ``exp`` and ``ln`` are correctly rounded: the
+    scales go into the tables' hash (hence every codec id), and ``np.exp(np.linspace(...))``
+    differs in the last bits between numpy versions and SIMD paths (numpy 2.4.6 moved 37
+    of the 128 values), which changed the hash of the same tables from one machine to the next.
+    """
     if not (0 < lo < hi) or count < 2:
         raise ValueError("need 0 < lo < hi and count >= 2")
-    return np.exp(np.linspace(math.log(lo), math.log(hi), count))
+    with decimal.localcontext() as ctx:
+        ctx.prec = 40
+        log_lo, log_hi = decimal.Decimal(lo).ln(), decimal.Decimal(hi).ln()
+        step = (log_hi - log_lo) / (count - 1)
+        return np.array([float((log_lo + step * k).exp()) for k in range(count)], dtype=np.float64)
 
 
 def scale_to_index(sigma: np.ndarray, scales: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -130,7 +131,7 @@ def decode(
     from PIL import Image
 
     from edge_sdk.runtime.pipeline import Decoder
-    from edge_sdk.runtime import BitstreamError
+    from edge_sdk.runtime import BitstreamError, TrailingBytesWarning
 
     formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
                ".tiff": "TIFF"}
@@ -141,9 +142,13 @@ def decode(
     decoder = Decoder(loaded, backend_from_options(loaded, device, threads))
     data = read_stream(stream)
     try:
-        image = decoder.reconstruct(data, level=level)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TrailingBytesWarning)
+            image = decoder.reconstruct(data, level=level)
     except (BitstreamError, ValueError) as exc:
         fail(f"{stream}: {exc}")
+    for w in (w for w in caught if issubclass(w.category, TrailingBytesWarning)):
+        err_console.print(f"[bold yellow]warning:[/bold yellow] {stream}: {w.message}")
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
     atomic_write(out, buf.getvalue())
@@ -178,8 +183,15 @@ def _run_one(path: Path, encoder, decoder, trace: bool, threshold: Optional[floa
             top = pred.top_k[0]
             levels.append({"level": session.level, "bytes": end, "top1": top[1], "prob": round(top[2], 4),
                            **({"confidence": round(pred.confidence, 4)} if pred.confidence is not None else {})})
-    prediction = decoder.classify(data, threshold=threshold, level=DEEPEST if full_depth else None)
+    from edge_sdk.runtime import TrailingBytesWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TrailingBytesWarning)
+        prediction = decoder.classify(data, threshold=threshold, level=DEEPEST if full_depth else None)
     row = {"file": str(path), **prediction.as_dict()}
+    trailing = [str(w.message) for w in caught if issubclass(w.category, TrailingBytesWarning)]
+    if trailing:
+        row["warning"] = "; ".join(trailing)
     row["ms"] = {k: round(v, 1) for k, v in {**encode_ms, **prediction.timings_ms}.items()}
     row["ms"]["total"] = round((time.perf_counter() - t0) * 1e3, 1)
     if trace:
@@ -265,6 +277,9 @@ def run(
                             f"{row['level']}/{row['levels']}", f"{row['bytes_used']}/{row['bytes_total']}",
                             f"{row['ms']['total']:.0f}")
         console.print(summary)
+        for row in rows:
+            if "warning" in row:
+                err_console.print(f"[bold yellow]warning:[/bold yellow] {row['file']}: {row['warning']}")
         ok = [r for r in rows if "error" not in r]
         if ok:
             console.print(f"median {statistics.median(r['ms']['total'] for r in ok):.0f} ms per item")

@@ -48,6 +48,25 @@ def test_encode_decode_run_round_trip(tiny_bundle, photos, tmp_path):
         assert "classifier" in item["ms"] and "total" in item["ms"]
 
 
+def test_a_stream_with_bytes_appended_still_decodes_with_a_warning(tiny_bundle, photos, tmp_path):
+    good, appended = tmp_path / "good.edgt", tmp_path / "appended.edgt"
+    result = runner.invoke(app, ["encode", str(photos / "a.jpg"), "--bundle", str(tiny_bundle), "-o", str(good)])
+    assert result.exit_code == 0, result.output
+    appended.write_bytes(good.read_bytes() + b"\n")  # what a careless upload or `echo >>` does
+    result = runner.invoke(app, ["run", "--input", str(good), "--input", str(appended), "--bundle", str(tiny_bundle),
+                                 "--json", "--full-depth"])
+    assert result.exit_code == 0, result.output
+    first, second = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert "warning" not in first and second["warning"].startswith("1 bytes after the end of the stream")
+    assert second["top_k"] == first["top_k"] and second["level"] == second["levels"]
+    for name in ("good", "appended"):
+        result = runner.invoke(app, ["decode", str(tmp_path / f"{name}.edgt"), "--bundle", str(tiny_bundle),
+                                     "-o", str(tmp_path / f"{name}.png")])
+        assert result.exit_code == 0, result.output
+    assert "were ignored" in result.output
+    assert (tmp_path / "good.png").read_bytes() == (tmp_path / "appended.png").read_bytes()
+
+
 def test_run_reports_bad_files_and_exits_nonzero(tiny_bundle, photos):
     bundle = tiny_bundle
     result = runner.invoke(app, ["run", "--input", str(photos), "--bundle", str(bundle), "--json"])

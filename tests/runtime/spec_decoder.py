@@ -45,6 +45,10 @@ class CorruptStreamError(BitstreamError):
     pass
 
 
+class TrailingBytesError(CorruptStreamError):
+    pass
+
+
 class CorruptChunkError(CorruptStreamError):
     def __init__(self, message: str, chunk: int):
         super().__init__(message)
@@ -614,7 +618,7 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
     if res.level == N:
         res.residual = [p[e] - c[e] + corr[e] for e in range(n)]
     if len(data) > stream_size:
-        raise CorruptStreamError("bytes past the end of the stream")
+        raise TrailingBytesError("bytes past the end of the stream")
 
 
 def _flatten(arr, shape, what):

@@ -21,6 +21,7 @@ from edge_sdk.runtime import (
     PriorMismatchError,
     StreamInfo,
     TableMismatchError,
+    TrailingBytesError,
     TruncatedStreamError,
     decode_stream,
     encode_latent,
@@ -273,8 +274,10 @@ def test_truncated_header_or_z_raise(tables, stream):
 def test_trailing_bytes_raise_but_keep_the_decode(tables, stream):
     data, means, kidx, y = stream
     dec = LatentDecoder(tables, prior=prior_of(means, kidx))
-    with pytest.raises(CorruptStreamError, match="past the end"):
+    with pytest.raises(CorruptStreamError, match="past the end") as raised:
         dec.feed(data + b"\x00junk")
+    assert isinstance(raised.value, TrailingBytesError)
+    assert (raised.value.excess, raised.value.stream_size) == (5, len(data))
     assert dec.complete
     assert np.array_equal(dec.residual(), _residual(y, means))
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edge_sdk.runtime.pipeline import DEEPEST, Decoder, Encoder
-from edge_sdk.runtime import BackendError, BitstreamError, level_boundaries
+from edge_sdk.runtime import BackendError, BitstreamError, TrailingBytesWarning, level_boundaries
 from edge_sdk.runtime.backends import open_backend
 
 
@@ -102,6 +102,17 @@ def test_truncated_and_corrupt_streams(codec, photo):
         dec.reconstruct(data[: ends[short - 1]], level=short)
     with pytest.raises(ValueError, match="level must lie"):
         dec.classify(data, level=len(ends))
+
+
+def test_bytes_appended_to_a_complete_stream_are_ignored_with_a_warning(codec, photo):
+    enc, dec = codec
+    data = enc.encode(photo)
+    full = dec.classify(data, level=DEEPEST)
+    with pytest.warns(TrailingBytesWarning, match="1 bytes after the end of the stream"):
+        appended = dec.classify(data + b"X")
+    assert appended.top_k == full.top_k and appended.level == full.level == appended.levels
+    with pytest.warns(TrailingBytesWarning):
+        assert np.array_equal(dec.reconstruct(data + b"\x00" * 7), dec.reconstruct(data))
 
 
 def test_stream_of_another_bundle_is_refused(codec, photo, tmp_path, tiny_bundle):

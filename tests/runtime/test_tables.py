@@ -106,3 +106,22 @@ def test_validate_caps_the_scale_count(tables):
     broken = type(t)(many, t.precision_bits, t.tail_k, t.plane_len, t.cdf, t.cdf_start, t.prio_key, t.node_start)
     with pytest.raises(TableError, match="65535"):
         broken.validate()
+
+
+def test_default_scales_are_the_same_bits_everywhere():
+    # the exact rational exponent, evaluated at twice the working precision, rounds to the same
+    # float64s: no libm or numpy SIMD path is involved, so the tables' hash cannot drift
+    import decimal
+    from fractions import Fraction
+
+    from edge_sdk.runtime.tables import log_spaced_scales
+
+    with decimal.localcontext() as ctx:
+        ctx.prec = 80
+        lo, hi = decimal.Decimal(0.11).ln(), decimal.Decimal(256.0).ln()
+        exact = [float((lo + (hi - lo) * k / 127).exp()) for k in range(128)]
+    scales = log_spaced_scales()
+    assert scales.dtype == np.float64 and scales.tolist() == exact
+    assert scales[0] == 0.11 and scales[-1] == 256.0
+    ratios = [Fraction(float(b)) / Fraction(float(a)) for a, b in zip(scales[:-1], scales[1:])]
+    assert max(ratios) / min(ratios) < 1 + 1e-14  # log-spaced
