@@ -66,7 +66,7 @@ static edgesdk_status print_answer(edgesdk_session *session, size_t k, int has_c
     if (has_controller) {
         if ((status = edgesdk_session_confidence(session, &confidence)) != EDGESDK_OK)
             return status;
-        printf(", \"confidence\": %.9g", confidence);
+        printf(", \"confidence\": %.17g", confidence);
     }
     if (is_final)
         printf(", \"final\": true, \"stopped\": \"%s\"", stopped);

@@ -46,7 +46,7 @@ void print_answer(const edgesdk::Session &session, size_t k, bool has_controller
                     json_string(top[i].name).c_str(), top[i].probability);
     std::printf("]");
     if (has_controller)
-        std::printf(", \"confidence\": %.9g", session.confidence());
+        std::printf(", \"confidence\": %.17g", session.confidence());
     if (stopped)
         std::printf(", \"final\": true, \"stopped\": \"%s\"", stopped);
     std::printf("}\n");
