@@ -331,30 +331,31 @@ class Glue:
             if level != self.ffi.NULL:
                 level[0] = handle.session.level
 
-    def session_is_ready(self, session, ready) -> None:
+    def _read(self, session, out, name: str, value: Callable[[Any], int]) -> None:
+        """Write ``value(the DecodeSession)`` to ``out``, read under the decoder's lock: a feed on
+        another thread releases the GIL inside ONNX Runtime with its levels half advanced."""
         handle = self._lookup(session, _SessionHandle, "session")
-        self._out(ready, "ready")[0] = int(handle.session.ready)
+        self._out(out, name)
+        with handle.state.lock:
+            out[0] = value(handle.session)
+
+    def session_is_ready(self, session, ready) -> None:
+        self._read(session, ready, "ready", lambda s: int(s.ready))
 
     def session_is_complete(self, session, complete) -> None:
-        handle = self._lookup(session, _SessionHandle, "session")
-        self._out(complete, "complete")[0] = int(handle.session.complete)
+        self._read(session, complete, "complete", lambda s: int(s.complete))
 
     def session_level(self, session, level) -> None:
-        handle = self._lookup(session, _SessionHandle, "session")
-        self._out(level, "level")[0] = handle.session.level
+        self._read(session, level, "level", lambda s: s.level)
 
     def session_num_levels(self, session, levels) -> None:
-        handle = self._lookup(session, _SessionHandle, "session")
-        n = handle.session.num_levels
-        self._out(levels, "levels")[0] = -1 if n is None else n
+        self._read(session, levels, "levels", lambda s: -1 if s.num_levels is None else s.num_levels)
 
     def session_bytes_used(self, session, nbytes) -> None:
-        handle = self._lookup(session, _SessionHandle, "session")
-        self._out(nbytes, "bytes")[0] = handle.session.bytes_used
+        self._read(session, nbytes, "bytes", lambda s: s.bytes_used)
 
     def session_bytes_received(self, session, nbytes) -> None:
-        handle = self._lookup(session, _SessionHandle, "session")
-        self._out(nbytes, "bytes")[0] = handle.session.bytes_received
+        self._read(session, nbytes, "bytes", lambda s: s.bytes_received)
 
     def session_confidence(self, session, probability) -> None:
         handle = self._lookup(session, _SessionHandle, "session")
@@ -394,10 +395,12 @@ class Glue:
 
     def session_image_size(self, session, width, height, rgb8_bytes) -> None:
         handle = self._lookup(session, _SessionHandle, "session")
-        if handle.image_size is None:
+        with handle.state.lock:
+            size = handle.image_size
+        if size is None:
             raise self._fail("EDGESDK_ERR_NOT_READY", "the image size is not known yet: the header and z section "
                              "have not all arrived")
-        h, w = handle.image_size
+        h, w = size
         null = self.ffi.NULL
         if width != null:
             width[0] = w

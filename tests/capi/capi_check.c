@@ -5,11 +5,15 @@
  *   capi_check loop BUNDLE STREAM N      N rounds of open / sessions / feed / classify / reconstruct /
  *                                        encode / error paths / free; "rss ROUND KB" after each round
  *   capi_check encode BUNDLE RGB W H OUT encode W x H RGB8 bytes from file RGB into the stream file OUT
+ *   capi_check threads BUNDLE STREAM     decode on 6 threads at once (3 own decoders, 3 sessions of one
+ *                                        shared decoder) and poll one session from a second thread while
+ *                                        a first feeds it; "threads<TAB>top1<TAB>level" when all agree
  *
  * Exit status 0, or 3 when a call that must succeed fails (the line names it).
  */
 #include <edge_sdk.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +202,97 @@ static int loop(const char *bundle, const uint8_t *stream, size_t size, int roun
     return 0;
 }
 
+struct job {
+    const char *bundle;
+    const uint8_t *stream;
+    size_t size;
+    edgesdk_decoder *shared; /* NULL: the job opens its own decoder */
+    int32_t top1, level;
+};
+
+/* Decode the stream three times in 64-byte pieces; keep the last top-1 and level. */
+static void *decode_job(void *arg)
+{
+    struct job *job = arg;
+    edgesdk_decoder *decoder = job->shared ? job->shared : open_decoder(job->bundle);
+    for (int round = 0; round < 3; round++) {
+        edgesdk_session *session = NULL;
+        size_t count = 0;
+        must(edgesdk_session_create(decoder, &session), "session_create");
+        for (size_t at = 0; at < job->size; at += 64) {
+            size_t n = job->size - at < 64 ? job->size - at : 64;
+            must(edgesdk_session_feed(session, job->stream + at, n, &job->level), "feed");
+        }
+        must(edgesdk_session_classify(session, 1, &job->top1, NULL, NULL, &count), "classify");
+        must(edgesdk_session_free(session), "session_free");
+    }
+    if (!job->shared)
+        must(edgesdk_decoder_free(decoder), "decoder_free");
+    return NULL;
+}
+
+struct poll {
+    edgesdk_session *session;
+    volatile int done;
+    int regressions, polls;
+};
+
+/* Read the level of a session another thread is feeding: it may only grow. */
+static void *poll_job(void *arg)
+{
+    struct poll *poll = arg;
+    int32_t last = 0, level = 0;
+    while (!poll->done) {
+        must(edgesdk_session_level(poll->session, &level), "level");
+        poll->regressions += level < last;
+        last = level;
+        poll->polls++;
+        usleep(100); /* a spinning poller would hold the GIL in turns of 5 ms against the feeder */
+    }
+    return NULL;
+}
+
+static int threads(const char *bundle, const uint8_t *stream, size_t size)
+{
+    struct job reference = {bundle, stream, size, NULL, -1, -1};
+    decode_job(&reference);
+    edgesdk_decoder *shared = open_decoder(bundle);
+    struct job jobs[6];
+    pthread_t ids[6];
+    for (int i = 0; i < 6; i++) {
+        jobs[i] = (struct job){bundle, stream, size, i < 3 ? NULL : shared, -1, -1};
+        pthread_create(&ids[i], NULL, decode_job, &jobs[i]);
+    }
+    for (int i = 0; i < 6; i++) {
+        pthread_join(ids[i], NULL);
+        if (jobs[i].top1 != reference.top1 || jobs[i].level != reference.level) {
+            printf("FAILED\tthread %d: top1 %d level %d, alone: top1 %d level %d\n", i, jobs[i].top1, jobs[i].level,
+                   reference.top1, reference.level);
+            return 3;
+        }
+    }
+    edgesdk_session *session = NULL;
+    struct poll poll = {NULL, 0, 0, 0};
+    pthread_t poller;
+    int32_t level = 0;
+    must(edgesdk_session_create(shared, &session), "session_create");
+    poll.session = session;
+    pthread_create(&poller, NULL, poll_job, &poll);
+    for (size_t at = 0; at < size; at += 8)
+        must(edgesdk_session_feed(session, stream + at, size - at < 8 ? size - at : 8, &level), "feed");
+    poll.done = 1;
+    pthread_join(poller, NULL);
+    if (poll.regressions || level != reference.level || poll.polls == 0) {
+        printf("FAILED\tpolled level went back %d times in %d polls; final level %d\n", poll.regressions, poll.polls,
+               level);
+        return 3;
+    }
+    must(edgesdk_session_free(session), "session_free");
+    must(edgesdk_decoder_free(shared), "decoder_free");
+    printf("threads\t%d\t%d\n", reference.top1, reference.level);
+    return 0;
+}
+
 static int encode(const char *bundle, const char *rgb_path, int width, int height, const char *out_path)
 {
     size_t size = 0, data_size = 0;
@@ -230,8 +325,12 @@ int main(int argc, char **argv)
         uint8_t *stream = read_file(argv[3], &size);
         return loop(argv[2], stream, size, atoi(argv[4]));
     }
+    if (argc == 4 && !strcmp(argv[1], "threads")) {
+        uint8_t *stream = read_file(argv[3], &size);
+        return threads(argv[2], stream, size);
+    }
     if (argc == 7 && !strcmp(argv[1], "encode"))
         return encode(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), argv[6]);
-    fprintf(stderr, "usage: %s errors BUNDLE STREAM | loop BUNDLE STREAM N | encode BUNDLE RGB W H OUT\n", argv[0]);
+    fprintf(stderr, "usage: %s errors BUNDLE STREAM | loop BUNDLE STREAM N | encode BUNDLE RGB W H OUT | threads BUNDLE STREAM\n", argv[0]);
     return 1;
 }

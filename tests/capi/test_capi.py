@@ -396,3 +396,13 @@ def test_repeated_open_feed_free_does_not_grow_memory(programs, tiny_bundle, str
     assert len(rss_kb) == 12
     growth_mb = (max(rss_kb[-3:]) - min(rss_kb[2:5])) / 1024  # after warm-up (first graphs, numba, arenas)
     assert growth_mb < 40, rss_kb
+
+
+def test_threads_decode_at_once_and_agree(programs, tiny_bundle, backend, stream):
+    """Six threads decode at once (three with their own decoder, three sessions of a shared one),
+    and a second thread polls a session's level while a first feeds it: the header's thread rules."""
+    result = subprocess.run([str(programs["check"]), "threads", str(tiny_bundle), str(stream)], capture_output=True,
+                            text=True, timeout=RUN_TIMEOUT_S)
+    assert result.returncode == 0, result.stdout + result.stderr
+    prediction = Decoder(tiny_bundle, backend).classify(stream.read_bytes())
+    assert result.stdout.split() == ["threads", str(prediction.top_k[0].index), str(prediction.levels)]
