@@ -58,6 +58,17 @@ def test_c_literal_escapes_what_c_would_misread():
     assert c_literal("é\n") == '"\\303\\251\\012"'
 
 
+def test_a_machine_without_python_headers_is_told_what_to_install(monkeypatch, tmp_path):
+    import edge_sdk.capi.build as build
+
+    monkeypatch.setattr(build.sysconfig, "get_paths", lambda: {"include": str(tmp_path / "no-include")})
+    assert "python3-dev" in toolchain_problem()
+    monkeypatch.setattr(build, "toolchain_problem", lambda: "no C compiler (cc) on PATH: install gcc")
+    result = CliRunner().invoke(app, ["c-lib", "--out", str(tmp_path / "sdk")])
+    assert result.exit_code == 2 and "no C compiler" in result.output
+    assert not (tmp_path / "sdk").exists()
+
+
 # --- fixtures that compile ----------------------------------------------------------------------
 def _toolchain_or_skip() -> None:
     problem = toolchain_problem()
