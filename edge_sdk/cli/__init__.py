@@ -3,13 +3,13 @@
 Each module registers its commands when imported: :mod:`.stream` (inspect, truncate),
 :mod:`.models` (models, export), :mod:`.run` (encode, decode, run, samples),
 :mod:`.doctor` (version, doctor), :mod:`.calibrate`, :mod:`.evaluate` (eval),
-:mod:`.engines` (build, verify) and :mod:`.training` (the ``data`` and ``train`` groups).
+:mod:`.engines` (build, verify), :mod:`.clib` (c-lib) and :mod:`.training` (the ``data`` and ``train`` groups).
 """
 
 from edge_sdk.cli.common import app, data_app, train_app
 
 # importing a module registers its commands; this order is the order `edge-sdk --help` lists them in
-from edge_sdk.cli import stream, models, doctor, run, calibrate, evaluate, engines, training  # noqa: E402,F401
+from edge_sdk.cli import stream, models, doctor, run, calibrate, evaluate, engines, clib, training  # noqa: E402,F401
 
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
