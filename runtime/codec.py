@@ -27,6 +27,7 @@ from .errors import (
     BundleMismatchError,
     CorruptChunkError,
     CorruptStreamError,
+    LimitError,
     PriorMismatchError,
     TableMismatchError,
     TrailingBytesError,
@@ -448,8 +449,8 @@ class LatentDecoder:
                 return
             y_elements = math.prod(header.y_shape)
             if y_elements > self._max_elements:
-                raise CorruptStreamError(
-                    f"latent of {y_elements} elements exceeds this decoder's limit of {self._max_elements}")
+                raise LimitError(f"the stream's latent has {y_elements} elements, more than this decoder's limit of "
+                                 f"{self._max_elements} (raise max_pixels / max_latent_elements to decode it)")
             self.header = header
         if self.z is None:
             if len(self._buf) < self.header.level0_end:

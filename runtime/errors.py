@@ -66,6 +66,12 @@ class BundleError(ValueError):
     """A model bundle is missing, damaged, foreign or of an unsupported format version."""
 
 
+class LimitError(ValueError):
+    """Work refused before anything was allocated: an image or a stream needs more than a
+    configured limit allows (``max_pixels``). The message names the need, the limit and the
+    option that raises it; nothing is wrong with the input itself."""
+
+
 class BackendError(RuntimeError):
     """An inference backend cannot be opened, load a graph or run it; the message names the
     graph (or the backend spec) and the cause."""

@@ -23,6 +23,7 @@ Timings come back with each result (``Prediction.timings_ms``, ``Encoded.timings
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,14 +32,16 @@ from typing import Final, Literal, NamedTuple, Optional, Union
 
 import numpy as np
 
-from .images import DEFAULT_MAX_PIXELS, ImageInput, pad_image, read_image, resize_short_side, to_uint8
+from .images import DEFAULT_MAX_PIXELS, ImageInput, pad_image, padded_size, read_image, resize_short_side, to_uint8
 from .bitstream import Ordering, PriorMode, level_ends
 from .codec import RECONSTRUCTIONS, ChunkSchedule, LatentDecoder, StreamInfo, encode_latent, level_boundaries, read_layout
 from .tables import scale_to_index
 from .backends import Backend, GraphSet, open_backend
 from .bundle import Bundle
 from .controller import checkpoint_levels
-from .errors import BitstreamError, PriorMismatchError, TrailingBytesWarning
+from .errors import BitstreamError, LimitError, PriorMismatchError, TrailingBytesWarning
+from .manifest import LATENT_STRIDE
+from .tiling import ANALYSIS_MARGIN, DEFAULT_TILE_PIXELS, SYNTHESIS_MARGIN, core_for, run_tiled, tiles
 
 BundleLike = Union[Bundle, str, Path]
 #: ``level=DEEPEST``: the deepest level the data holds (for ``Decoder.classify``: whatever the controller says)
@@ -168,7 +171,7 @@ class Encoder:
     def __init__(self, bundle: BundleLike, backend: Optional[Backend] = None, *,
                  max_pixels: int = DEFAULT_MAX_PIXELS, schedule: ChunkSchedule = ChunkSchedule(),
                  ordering: Ordering = Ordering.EXPECTED_VARIANCE, short_side: int = 0,
-                 prior: Union[PriorMode, str, None] = None):
+                 prior: Union[PriorMode, str, None] = None, tile_pixels: int = DEFAULT_TILE_PIXELS):
         """``short_side`` > 0 downscales each image (Lanczos, never up) so its short side is
         that many pixels before encoding: the scale the classifier was trained at (224 for
         EfficientNet-Lite0) costs fewer bytes and gives surer answers than a larger photo.
@@ -178,7 +181,16 @@ class Encoder:
         that decode on any backend, thread count and precision; "float" runs the
         hyper-synthesis graph on the backend instead (not faster on CPU; perhaps on a GPU),
         and its streams decode reliably only with the encoder's exact backend configuration
-        (docs/prior.md)."""
+        (docs/prior.md).
+
+        ``max_pixels`` bounds the padded image the encoder accepts (the decoder's default
+        limit is the same number, so every stream an encoder makes decodes); larger images
+        are refused with :class:`LimitError` before anything is allocated. ``tile_pixels``
+        bounds one analysis call: larger images are analysed in overlapping tiles
+        (``runtime.tiling``), so memory follows the tile, not the photo."""
+        if tile_pixels < 1 << 16:
+            raise ValueError(f"tile_pixels must be at least {1 << 16}, got {tile_pixels}")
+        self.tile_pixels = tile_pixels
         self.short_side = short_side
         self.bundle = _bundle(bundle)
         self.prior_mode = resolve_prior_mode(self.bundle, prior)
@@ -191,9 +203,15 @@ class Encoder:
         """Everything the stream is coded from: y, its means and scale indices, ẑ (numpy, no batch axis)."""
         t0 = time.perf_counter()
         rgb = resize_short_side(read_image(image, self.max_pixels), self.short_side)
+        padded = math.prod(padded_size(rgb.shape[0], rgb.shape[1], self.bundle.padding_multiple, self.bundle.min_size))
+        if padded > self.max_pixels:
+            raise LimitError(f"the image is {rgb.shape[1]}×{rgb.shape[0]} ({padded} pixels once padded), more than the "
+                             f"limit of {self.max_pixels} (max_pixels; or downscale it with short_side)")
         x, padding = pad_image(rgb, self.bundle.padding_multiple, self.bundle.min_size)
         t1 = time.perf_counter()
-        y = self.graphs.run("analysis", image=x)["y"]
+        y = run_tiled(lambda tile: self.graphs.run("analysis", image=tile)["y"], x,
+                      scale_num=1, scale_den=LATENT_STRIDE, margin=ANALYSIS_MARGIN, align=LATENT_STRIDE,
+                      core=core_for(self.tile_pixels, ANALYSIS_MARGIN, LATENT_STRIDE))
         t2 = time.perf_counter()
         z = np.round(self.graphs.run("hyper_analysis", y=y)["z"])[0].astype(np.int64)
         means, kidx = prior_parameters(self.bundle, self.graphs, z, self.prior_mode)
@@ -370,15 +388,19 @@ class DecodeSession:
                              f"got {out.dtype} {out.shape}")
         t = time.perf_counter()
         y_hat = self._latent.y_hat()[None].astype(np.float32)
-        image = self._graphs.run("synthesis", y_hat=y_hat)["image"][0].transpose(1, 2, 0)
-        self._spent("synthesis", t)
         if out is None:
-            return to_uint8(image[:h, :w])
-        if not image.flags.writeable:
-            image = image.copy()
-        np.multiply(np.clip(image[:h, :w], 0.0, 1.0), 255.0, out=image[:h, :w])
-        np.add(image[:h, :w], 0.5, out=image[:h, :w])
-        out[...] = image[:h, :w]  # the float → uint8 cast truncates, after the +0.5: round to nearest
+            out = np.empty((h, w, 3), dtype=np.uint8)
+        # tile by tile straight into uint8: the whole image never exists in float32
+        for piece, rows, cols in tiles(lambda tile: self._graphs.run("synthesis", y_hat=tile)["image"], y_hat,
+                                       scale_num=LATENT_STRIDE, scale_den=1, margin=SYNTHESIS_MARGIN,
+                                       core=core_for(self._decoder.tile_pixels, SYNTHESIS_MARGIN, 1,
+                                                     LATENT_STRIDE * LATENT_STRIDE)):
+            rows, cols = slice(rows.start, min(rows.stop, h)), slice(cols.start, min(cols.stop, w))
+            if rows.start >= rows.stop or cols.start >= cols.stop:
+                continue  # a tile of padding only
+            region = piece[0, :, :rows.stop - rows.start, :cols.stop - cols.start].transpose(1, 2, 0)
+            out[rows, cols] = to_uint8(region)
+        self._spent("synthesis", t)
         return out
 
 
@@ -392,12 +414,19 @@ class Decoder:
     """
 
     def __init__(self, bundle: BundleLike, backend: Optional[Backend] = None, *,
-                 max_latent_elements: int = 1 << 24, reconstruction: str = "midpoint"):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, max_latent_elements: Optional[int] = None,
+                 reconstruction: str = "midpoint", tile_pixels: int = DEFAULT_TILE_PIXELS):
         if reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {reconstruction!r}")
+        if tile_pixels < 1 << 16:
+            raise ValueError(f"tile_pixels must be at least {1 << 16}, got {tile_pixels}")
         self.bundle = _bundle(bundle)
         self.graphs = GraphSet(self.bundle, backend or open_backend("auto"))
-        self.max_latent_elements = max_latent_elements
+        #: a stream whose latent is larger than one of a ``max_pixels`` padded image is refused
+        #: (LimitError) before its arrays are allocated; the Encoder's default is the same number
+        self.max_latent_elements = (self.bundle.latent_channels * (max_pixels // LATENT_STRIDE ** 2)
+                                    if max_latent_elements is None else max_latent_elements)
+        self.tile_pixels = tile_pixels
         self.reconstruction = reconstruction
 
     def session(self) -> DecodeSession:

@@ -80,7 +80,8 @@ typedef enum edgesdk_status {
     EDGESDK_ERR_NO_CONTROLLER = 13,   /* a confidence was asked of a bundle without a decoding controller */
     EDGESDK_ERR_OUT_OF_MEMORY = 14,
     EDGESDK_ERR_RUNTIME_INIT = 15,    /* the embedded Python runtime or edge-sdk could not be started */
-    EDGESDK_ERR_INTERNAL = 16         /* any other failure; the message names the Python exception type */
+    EDGESDK_ERR_INTERNAL = 16,        /* any other failure; the message names the Python exception type */
+    EDGESDK_ERR_LIMIT = 17            /* refused before allocating: the image or the stream's latent exceeds max_pixels */
 } edgesdk_status;
 
 typedef struct edgesdk_decoder edgesdk_decoder;
@@ -97,7 +98,8 @@ typedef struct edgesdk_decoder_options {
                                      and threads are unused) */
     const char *reconstruction;   /* "midpoint" (also NULL) or "conditional_mean": where a partly decoded
                                      latent element is placed */
-    uint64_t max_latent_elements; /* the most latent elements a stream's header may ask for; 0: 2^24 */
+    uint64_t max_latent_elements; /* the most latent elements a stream's header may ask for; 0: the latent
+                                     of a 64 Mi-pixel padded image, the encoder's own limit */
 } edgesdk_decoder_options;
 
 /* Options of edgesdk_encoder_open (same conventions as the decoder's). */

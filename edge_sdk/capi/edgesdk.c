@@ -136,6 +136,7 @@ EDGESDK_API const char *edgesdk_status_name(edgesdk_status status)
     case EDGESDK_ERR_OUT_OF_MEMORY: return "EDGESDK_ERR_OUT_OF_MEMORY";
     case EDGESDK_ERR_RUNTIME_INIT: return "EDGESDK_ERR_RUNTIME_INIT";
     case EDGESDK_ERR_INTERNAL: return "EDGESDK_ERR_INTERNAL";
+    case EDGESDK_ERR_LIMIT: return "EDGESDK_ERR_LIMIT";
     }
     return "EDGESDK_UNKNOWN_STATUS";
 }

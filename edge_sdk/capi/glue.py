@@ -36,6 +36,7 @@ from edge_sdk import (
     Encoder,
     ForeignStreamError,
     ImageError,
+    LimitError,
     PriorMismatchError,
     TableError,
     TableMismatchError,
@@ -219,6 +220,7 @@ class Glue:
             ((BundleError, ControllerError, TableError), lib.EDGESDK_ERR_BUNDLE),
             (BackendError, lib.EDGESDK_ERR_BACKEND),
             (ImageError, lib.EDGESDK_ERR_IMAGE),
+            (LimitError, lib.EDGESDK_ERR_LIMIT),
             ((ValueError, TypeError, OverflowError), lib.EDGESDK_ERR_INVALID_ARGUMENT),
         ):
             if isinstance(exc, kinds):

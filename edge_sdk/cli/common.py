@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from edge_sdk.runtime import BitstreamError, BundleError, read_header
+from edge_sdk.runtime.images import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(
     name="edge-sdk",
@@ -40,6 +41,11 @@ err_console = Console(stderr=True)
 DEVICE_OPTION = typer.Option("auto", help="auto, cpu or cuda (ONNX Runtime). auto: CUDA when onnxruntime-gpu "
                              "and a GPU are present, else the CPU.")
 THREADS_OPTION = typer.Option(0, help="CPU threads (0: all cores).")
+MAX_PIXELS_OPTION = typer.Option(
+    DEFAULT_MAX_PIXELS, "--max-pixels", min=1 << 16,
+    help="Largest padded image to encode or decode (default 64 Mi pixels, the same for both, so every stream an "
+         "encoder makes decodes). Larger ones are refused before anything is allocated; analysis and synthesis run "
+         "in overlapping tiles, so memory grows with the image only through the latent and the classifier.")
 TORCH_DEVICE_OPTION = typer.Option("auto", help="auto, cpu or cuda.")
 TORCH_THREADS_OPTION = typer.Option(0, help="torch CPU threads (0: torch's default).")
 

@@ -12,10 +12,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from edge_sdk.cli.common import (DEVICE_OPTION, THREADS_OPTION, app, backend_from_options, console, err_console, fail,
-                                 open_bundle, progress_bar, read_stream)
+from edge_sdk.cli.common import (DEVICE_OPTION, MAX_PIXELS_OPTION, THREADS_OPTION, app, backend_from_options, console,
+                                 err_console, fail, open_bundle, progress_bar, read_stream)
 from edge_sdk.runtime.fileio import atomic_write
-from edge_sdk.runtime.images import IMAGE_SUFFIXES
+from edge_sdk.runtime.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from edge_sdk.runtime.pipeline import DEEPEST
 
 STREAM_SUFFIX = ".edgt"
@@ -52,12 +52,13 @@ def _warn_random(bundle) -> None:
                           f"{', '.join(bundle.random_parts)}; its outputs mean nothing")
 
 
-def _encoder(encoder_class, bundle, backend, short_side: int, prior: Optional[str], levels: int = 64):
+def _encoder(encoder_class, bundle, backend, short_side: int, prior: Optional[str], levels: int = 64,
+             max_pixels: int = DEFAULT_MAX_PIXELS):
     from edge_sdk.runtime import ChunkSchedule
 
     try:
         return encoder_class(bundle, backend, short_side=short_side, prior=prior,
-                             schedule=ChunkSchedule(target_levels=levels))
+                             schedule=ChunkSchedule(target_levels=levels), max_pixels=max_pixels)
     except ValueError as exc:
         fail(str(exc))
 
@@ -72,6 +73,7 @@ def encode(
     prior: Optional[str] = PRIOR_OPTION,
     device: str = DEVICE_OPTION,
     threads: int = THREADS_OPTION,
+    max_pixels: int = MAX_PIXELS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="One JSON line per image."),
 ) -> None:
     """Encode images into progressive streams (.edgt), written atomically.
@@ -80,12 +82,14 @@ def encode(
     white, 16-bit scaled), padded bottom/right to the bundle's multiple; the
     padding is recorded in the stream and removed by the decoder.
     """
+    from edge_sdk.runtime import BackendError, LimitError
     from edge_sdk.runtime.images import ImageError
     from edge_sdk.runtime.pipeline import Encoder
 
     loaded = open_bundle(bundle)
     _warn_random(loaded)
-    encoder = _encoder(Encoder, loaded, backend_from_options(loaded, device, threads), short_side, prior, levels)
+    encoder = _encoder(Encoder, loaded, backend_from_options(loaded, device, threads), short_side, prior, levels,
+                       max_pixels)
     files = _expand(inputs)
     single = len(files) == 1 and out.suffix == STREAM_SUFFIX
     if not single:
@@ -104,7 +108,7 @@ def encode(
         target = out if single else out / (path.stem + STREAM_SUFFIX)
         try:
             encoded = encoder.encode_timed(path)
-        except ImageError as exc:
+        except (ImageError, LimitError, BackendError) as exc:  # one bad or too large image never ends the batch
             failures += 1
             err_console.print(f"[red]skipped[/red] {path}: {exc}")
             continue
@@ -124,6 +128,7 @@ def decode(
     level: Optional[int] = typer.Option(None, help="Decode to this level (default: all the bytes hold)."),
     device: str = DEVICE_OPTION,
     threads: int = THREADS_OPTION,
+    max_pixels: int = MAX_PIXELS_OPTION,
 ) -> None:
     """Reconstruct the image a stream (or a prefix of it) holds, at a chosen level."""
     import io
@@ -131,7 +136,7 @@ def decode(
     from PIL import Image
 
     from edge_sdk.runtime.pipeline import Decoder
-    from edge_sdk.runtime import BitstreamError, TrailingBytesWarning
+    from edge_sdk.runtime import BackendError, BitstreamError, LimitError, TrailingBytesWarning
 
     formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
                ".tiff": "TIFF"}
@@ -139,13 +144,13 @@ def decode(
     if fmt is None:
         fail(f"--out {out}: name the image format by the suffix ({', '.join(formats)})")
     loaded = open_bundle(bundle)
-    decoder = Decoder(loaded, backend_from_options(loaded, device, threads))
+    decoder = Decoder(loaded, backend_from_options(loaded, device, threads), max_pixels=max_pixels)
     data = read_stream(stream)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", TrailingBytesWarning)
             image = decoder.reconstruct(data, level=level)
-    except (BitstreamError, ValueError) as exc:
+    except (BitstreamError, LimitError, BackendError, ValueError) as exc:
         fail(f"{stream}: {exc}")
     for w in (w for w in caught if issubclass(w.category, TrailingBytesWarning)):
         err_console.print(f"[bold yellow]warning:[/bold yellow] {stream}: {w.message}")
@@ -215,6 +220,7 @@ def run(
                                           "instead of ONNX Runtime; stale ones are rebuilt with a message."),
     device: str = DEVICE_OPTION,
     threads: int = THREADS_OPTION,
+    max_pixels: int = MAX_PIXELS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="One JSON line per item, nothing else on stdout."),
 ) -> None:
     """Classify images or streams from the compressed latent, without reconstructing pixels.
@@ -228,7 +234,7 @@ def run(
     """
     from edge_sdk.runtime.images import ImageError
     from edge_sdk.runtime.pipeline import Decoder, Encoder
-    from edge_sdk.runtime import BitstreamError
+    from edge_sdk.runtime import BackendError, BitstreamError, LimitError
 
     loaded = open_bundle(bundle)
     if threshold is not None and (full_depth or loaded.controller is None):
@@ -239,7 +245,8 @@ def run(
         fail("--threshold must lie in [0, 1]")
     _warn_random(loaded)
     backend = backend_from_options(loaded, device, threads, engine)
-    encoder, decoder = _encoder(Encoder, loaded, backend, short_side, prior, levels), Decoder(loaded, backend)
+    encoder = _encoder(Encoder, loaded, backend, short_side, prior, levels, max_pixels)
+    decoder = Decoder(loaded, backend, max_pixels=max_pixels)
     files = _expand(inputs)
     rows, failures = [], 0
     with progress_bar(disable=as_json) as bar:
@@ -248,7 +255,8 @@ def run(
             bar.update(task, description=path.name)
             try:
                 row = _run_one(path, encoder, decoder, trace, threshold, full_depth)
-            except (ImageError, BitstreamError, OSError) as exc:
+            except (ImageError, BitstreamError, LimitError, BackendError, OSError) as exc:
+                # one bad, too large or out-of-memory item is reported; the rest of the batch still runs
                 failures += 1
                 row = {"file": str(path), "error": str(exc)}
             rows.append(row)

@@ -67,6 +67,24 @@ def test_a_stream_with_bytes_appended_still_decodes_with_a_warning(tiny_bundle, 
     assert (tmp_path / "good.png").read_bytes() == (tmp_path / "appended.png").read_bytes()
 
 
+def test_an_image_over_max_pixels_is_skipped_and_the_batch_goes_on(tiny_bundle, photos, tmp_path):
+    big = tmp_path / "in" / "big.png"
+    big.parent.mkdir()
+    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(big)  # pads to 320×448 = 143,360 pixels
+    small = photos / "a.jpg"  # 160×120 pads to 192×192 (min_size 64, multiple 64) = 36,864 pixels
+    limit = str(1 << 17)
+    result = runner.invoke(app, ["run", "--input", str(big), "--input", str(small), "--bundle", str(tiny_bundle),
+                                 "--json", "--full-depth", "--max-pixels", limit])
+    assert result.exit_code == 1, result.output
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert "more than the limit of 131072" in rows[0]["error"] and "top_k" in rows[1]
+    out = tmp_path / "streams"
+    result = runner.invoke(app, ["encode", str(big), str(small), "--bundle", str(tiny_bundle), "-o", str(out),
+                                 "--max-pixels", limit])
+    assert result.exit_code == 1 and "skipped" in result.output and (out / "a.edgt").exists()
+    assert not (out / "big.edgt").exists()
+
+
 def test_run_reports_bad_files_and_exits_nonzero(tiny_bundle, photos):
     bundle = tiny_bundle
     result = runner.invoke(app, ["run", "--input", str(photos), "--bundle", str(bundle), "--json"])

@@ -30,6 +30,7 @@ from edge_sdk.runtime import (
     truncate_to_level,
 )
 from edge_sdk.runtime import BitstreamError
+from edge_sdk.runtime.errors import LimitError
 from edge_sdk.runtime import bitstream as bs
 from edge_sdk.runtime.codec import plane_cuts, read_layout
 from edge_sdk.runtime.coders import PlaneState, get_coder
@@ -345,7 +346,7 @@ def test_header_limits_stop_memory_bombs(tables, stream):
     with pytest.raises(CorruptStreamError, match="exceeds"):
         bs.parse_header(bs.serialize_header(huge, b""))
     dec = LatentDecoder(tables, max_latent_elements=10)
-    with pytest.raises(CorruptStreamError, match="limit"):
+    with pytest.raises(LimitError, match="more than this decoder's limit of 10"):
         dec.feed(data)
     table = bs.serialize_table(bs.LevelTable((60_000, 60_000), (1,) * 120_001))
     with pytest.raises(CorruptStreamError, match="exceed the limit"):
