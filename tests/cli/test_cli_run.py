@@ -85,6 +85,26 @@ def test_an_image_over_max_pixels_is_skipped_and_the_batch_goes_on(tiny_bundle, 
     assert not (out / "big.edgt").exists()
 
 
+def test_a_backend_failure_on_one_item_is_reported_and_the_batch_goes_on(tiny_bundle, photos, monkeypatch):
+    # ONNX Runtime's allocation failure on a huge photo arrives as BackendError; it must not end the batch
+    from edge_sdk.runtime import BackendError
+    from edge_sdk.runtime.pipeline import Encoder
+
+    real = Encoder.encode_timed
+
+    def fail_on_gray(self, image):
+        if "gray" in str(image):
+            raise BackendError("graph analysis: Failed to allocate memory for requested buffer of size 4900000000")
+        return real(self, image)
+
+    monkeypatch.setattr(Encoder, "encode_timed", fail_on_gray)
+    result = runner.invoke(app, ["run", "--input", str(photos / "gray.png"), "--input", str(photos / "a.jpg"),
+                                 "--bundle", str(tiny_bundle), "--json", "--full-depth"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert "Failed to allocate" in rows[0]["error"] and "top_k" in rows[1]
+
+
 def test_run_reports_bad_files_and_exits_nonzero(tiny_bundle, photos):
     bundle = tiny_bundle
     result = runner.invoke(app, ["run", "--input", str(photos), "--bundle", str(bundle), "--json"])
