@@ -249,7 +249,11 @@ class RemoteStream:
         if end > self.policy.max_bytes:
             raise ByteCapError(f"{self.url}: the stream needs {end} bytes, over the cap of {self.policy.max_bytes} "
                                "(FetchPolicy.max_bytes)", url=self.url, stats=self.stats)
-        self._get(len(self.data), end)
+        while len(self.data) < end:  # a server may answer a range with fewer bytes than asked (RFC 9110 14.1.1)
+            held = len(self.data)
+            self._get(held, end)
+            if len(self.data) == held or self.stats.full_body:
+                break
         if self.header is not None:
             self.stats.levels_fetched = max(self.levels_held, 0)
 
