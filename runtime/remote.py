@@ -93,8 +93,8 @@ class FetchPolicy:
     max_bytes: int = 16 << 20
 
     def __post_init__(self) -> None:
-        if self.initial_bytes < bs.MAX_HEADER_BYTES:
-            raise ValueError(f"initial_bytes must be at least {bs.MAX_HEADER_BYTES} (a whole header)")
+        if self.initial_bytes < 16:
+            raise ValueError("initial_bytes must be at least 16 (the header's fixed part and more)")
         if self.table_allowance < 1 or self.checkpoints_per_request < 1:
             raise ValueError("table_allowance and checkpoints_per_request must be >= 1")
         if not 0.0 <= self.answer_fraction <= 1.0:

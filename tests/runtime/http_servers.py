@@ -16,6 +16,7 @@ server never shows; the first path segment picks the fault, the rest names a fil
 - ``/drop/F``     the second request's body stops halfway and the connection closes; later ones are fine
 - ``/die/F``      the second request's body stops halfway and the whole server process exits
 - ``/flaky/F``    the first request gets a 503
+- ``/short/F``    answers every range with at most 300 bytes (legal: the client must ask again)
 - ``/redirect/F`` a 302 to ``/plain/F``; ``/loop/F`` a 302 to itself
 Both print the port they listen on as their first line of output.
 """
@@ -94,6 +95,8 @@ def serve_faults(root: str) -> None:
             if match:
                 start = int(match[1])
                 end = min(int(match[2]) if match[2] else len(body) - 1, len(body) - 1)
+                if mode == "short":
+                    end = min(end, start + 299)
                 if start >= len(body):
                     return self._send(416, {"Content-Range": f"bytes */{len(body)}"})
                 status, headers["Content-Range"] = 206, f"bytes {start}-{end}/{len(body)}"

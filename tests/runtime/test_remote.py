@@ -100,6 +100,23 @@ def test_fetched_level_equals_the_local_decode(decoders, static, served, level):
     assert result.stats.stream_size == len(stream) and result.stats.round_trips == result.stats.requests
 
 
+def test_prefix_grows_once_when_it_ends_before_the_level_table(decoders, static, served):
+    plain, stream = decoders[0], served[1]
+    ends = level_boundaries(stream)
+    for initial in (ends[0] + 1, 32):  # header and z and one byte of the table; part of the header
+        tight = dataclasses.replace(POLICY, initial_bytes=initial)
+        result = plain.fetch(f"{static}/a.edgt", level=0, policy=tight)
+        same(result.prediction, plain.classify(stream, level=0))
+        assert result.stats.requests == 2
+
+
+def test_ranges_answered_short_are_asked_again(decoders, faults, served):
+    plain, stream = decoders[0], served[1]
+    result = plain.fetch(f"{faults}/short/a.edgt", policy=POLICY)
+    same(result.prediction, plain.classify(stream))
+    assert result.stats.requests >= -(-len(stream) // 300) and result.stats.bytes_fetched == len(stream)
+
+
 def test_without_controller_fetch_reads_the_whole_stream(decoders, static, served):
     plain = decoders[0]
     result = plain.fetch(f"{static}/a.edgt")
