@@ -343,3 +343,14 @@ def test_shared_pool_reuses_connections(static, served):
         assert connections == 1  # ten requests in sequence, one connection
     finally:
         pool.clear()
+
+
+def test_batch_size_is_one_bandwidth_delay_product():
+    assert FetchPolicy().batch_size(500.0) == 1 and FetchPolicy(checkpoints_per_request=3).batch_size(500.0) == 3
+    lora = FetchPolicy(link_rtt_s=0.5, link_bandwidth_bps=50e3)  # 3125 bytes in flight per round trip
+    assert lora.batch_size(600.0) == 5 and lora.batch_size(4000.0) == 1
+    assert FetchPolicy(link_rtt_s=0.05, link_bandwidth_bps=10e6).batch_size(600.0) == 104
+    for bad in ({"link_rtt_s": 0.5}, {"answer_fraction": 1.5}, {"initial_bytes": 8}, {"read_timeout_s": 0},
+                {"retries": -1}, {"max_bytes": 0}):
+        with pytest.raises(ValueError):
+            FetchPolicy(**bad)
