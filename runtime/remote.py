@@ -4,8 +4,9 @@ Any server that implements range requests (nginx, an object store, a CDN, Starle
 ``StaticFiles``) serves streams as they are. A :class:`RemoteStream` holds the bytes of one
 remote stream fetched so far and asks for more on demand:
 
-1. **Prefix.** The first request asks for ``bytes=0-(initial_bytes-1)``: the header, z and
-   the level table (docs/bitstream.md 2.1-2.2) of an ordinary stream, and often a few levels.
+1. **Prefix.** The first request asks for ``bytes=0-(initial_bytes-1)`` (or one bandwidth-delay
+   product, when the policy describes a link and that is more): the header, z and the level
+   table (docs/bitstream.md 2.1-2.2) of an ordinary stream, and often a few levels.
    When the prefix ends before the table (a large z), the next request reaches z's end plus
    ``table_allowance`` bytes, and doubles again only in the rare case that was still short.
 2. **Levels.** Once the table is known, every level's end is known, and ``Decoder.fetch``
@@ -108,15 +109,28 @@ class FetchPolicy:
         if self.retries < 0 or self.backoff_s < 0 or self.max_redirects < 0 or self.max_bytes < 1:
             raise ValueError("retries, backoff_s and max_redirects must be >= 0, max_bytes >= 1")
 
+    @property
+    def round_trip_bytes(self) -> Optional[float]:
+        """The link's bandwidth-delay product in bytes (None without a link): sending that many
+        bytes takes as long as one extra round trip."""
+        if self.link_rtt_s is None:
+            return None
+        return self.link_rtt_s * self.link_bandwidth_bps / 8
+
+    @property
+    def first_request_bytes(self) -> int:
+        """Bytes of the first request: ``initial_bytes``, or one bandwidth-delay product when a
+        link is described and that is more (the same rule as :meth:`batch_size`)."""
+        return max(self.initial_bytes, int(self.round_trip_bytes or 0))
+
     def batch_size(self, bytes_per_checkpoint: float) -> int:
         """Checkpoints per request. With a link described: as many as one bandwidth-delay product
         holds (an extra round trip costs as much time as RTT × bandwidth bytes, so fetching
         fewer than that per request loses more to waiting than it saves in bytes); else
         ``checkpoints_per_request``."""
-        if self.link_rtt_s is None:
+        if self.round_trip_bytes is None:
             return self.checkpoints_per_request
-        delay_bytes = self.link_rtt_s * self.link_bandwidth_bps / 8
-        return max(1, int(delay_bytes // max(bytes_per_checkpoint, 1.0)))
+        return max(1, int(self.round_trip_bytes // max(bytes_per_checkpoint, 1.0)))
 
 
 @dataclass
@@ -218,7 +232,7 @@ class RemoteStream:
 
     def open(self) -> None:
         """Fetch the prefix that holds the header, z and the level table."""
-        self._get(0, self.policy.initial_bytes)
+        self._get(0, self.policy.first_request_bytes)
         self._parse_layout()
         while self.table is None:
             if self.size is not None and len(self.data) >= self.size:

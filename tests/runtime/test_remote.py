@@ -159,13 +159,16 @@ def test_batching_trades_requests_for_bytes(decoders, static, served):
     decoder, stream = decoders[1], served[1]
     tau = float(_probabilities(decoder, stream).max()) + 1e-9  # never confident: every checkpoint is visited
     one = decoder.fetch(f"{static}/a.edgt", threshold=tau, checkpoints=8, policy=POLICY)
-    # a bandwidth-delay product larger than the stream: one range after the prefix
-    link = dataclasses.replace(POLICY, link_rtt_s=0.5, link_bandwidth_bps=1e6)
+    # a bandwidth-delay product of half the stream: a first request that large, then 4 checkpoints a request
+    link = dataclasses.replace(POLICY, link_rtt_s=1.0, link_bandwidth_bps=len(stream) * 8 / 2)
     batched = decoder.fetch(f"{static}/a.edgt", threshold=tau, checkpoints=8, policy=link)
     pairs = dataclasses.replace(POLICY, checkpoints_per_request=2)
     two = decoder.fetch(f"{static}/a.edgt", threshold=tau, checkpoints=8, policy=pairs)
-    assert batched.stats.requests == 2 < two.stats.requests < one.stats.requests
-    for result in (one, batched, two):
+    assert batched.stats.requests < two.stats.requests < one.stats.requests
+    # a link whose bandwidth-delay product holds the whole stream: one request
+    fast = dataclasses.replace(POLICY, link_rtt_s=0.05, link_bandwidth_bps=10e6)
+    assert decoder.fetch(f"{static}/a.edgt", threshold=tau, checkpoints=8, policy=fast).stats.requests == 1
+    for result in (one, batched, two):  # batching changes the requests, never the answer
         same(result.prediction, decoder.classify(stream, threshold=tau, checkpoints=8))
     # answer_fraction: the first range after the prefix reaches half the stream
     half = dataclasses.replace(POLICY, answer_fraction=0.5)
@@ -350,6 +353,7 @@ def test_batch_size_is_one_bandwidth_delay_product():
     lora = FetchPolicy(link_rtt_s=0.5, link_bandwidth_bps=50e3)  # 3125 bytes in flight per round trip
     assert lora.batch_size(600.0) == 5 and lora.batch_size(4000.0) == 1
     assert FetchPolicy(link_rtt_s=0.05, link_bandwidth_bps=10e6).batch_size(600.0) == 104
+    assert FetchPolicy().first_request_bytes == 1024 and lora.first_request_bytes == 3125
     for bad in ({"link_rtt_s": 0.5}, {"answer_fraction": 1.5}, {"initial_bytes": 8}, {"read_timeout_s": 0},
                 {"retries": -1}, {"max_bytes": 0}):
         with pytest.raises(ValueError):
