@@ -20,7 +20,9 @@ Prints one JSON object: ``bytes_fraction_at_tau`` (bytes the answer used, and fe
 link, as a fraction of the stream, means over photos), ``requests_median`` (round trips per
 photo, per link and τ), ``time_to_answer_ms`` (medians over photos: ours, full stream, jpeg,
 webp; per link and τ; also the network and compute parts apart, and the wall time over
-loopback), the agreements, and the issue's targets on the LoRa-like link at the controller's
+loopback), the agreements, ``never_erring_controller`` (the link cost of stopping at the first
+checkpoint from which the top-1 stays the full depth's: what a better controller could reach
+with this transport), and the issue's targets on the LoRa-like link at the controller's
 τ. Ours runs the classifier at every checkpoint it visits (Algorithm 2), the full stream once.
 Run: ``python benchmarks/streaming.py --bundle DIR [--photos DIR] [--tau 0.5 0.8 ...]``.
 """
@@ -119,7 +121,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from edge_sdk.calibration.evaluation.evaluate import EvalSettings, Evaluator
+    from edge_sdk.runtime import level_boundaries
     from edge_sdk.runtime.backends import open_backend
+    from edge_sdk.runtime.controller import checkpoint_levels
     from edge_sdk.runtime.bundle import Bundle
     from edge_sdk.runtime.pipeline import DEEPEST, Decoder, Encoder
     from edge_sdk.runtime.remote import FetchPolicy, http_pool
@@ -136,7 +140,7 @@ def main() -> None:
     t0 = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as root:
-        streams, references, full = {}, [], []
+        streams, references, full, oracle_levels = {}, [], [], {}
         jpeg, webp = [], []
         for name, rgb in photos:
             data = encoder.encode(rgb)
@@ -144,6 +148,13 @@ def main() -> None:
             streams[name] = data
             references.append(evaluator._reference(rgb)["reference"])
             deepest = decoder.classify(data, level=DEEPEST)
+            # the stop of a controller that never errs: the first checkpoint from which the top-1 stays
+            # the full depth's (an upper bound on what a better controller could save)
+            ends = level_boundaries(data)
+            marks = checkpoint_levels(ends, bundle.controller.checkpoints)
+            tops = [decoder.classify(data, level=m).top_k[0].index for m in marks]
+            stable = next(i for i in range(len(tops)) if all(t == tops[-1] for t in tops[i:]))
+            oracle_levels[name] = marks[stable]
             full.append({"bytes": len(data), "compute_ms": compute_ms(deepest.timings_ms),
                          "top1": deepest.top_k[0].index})
             jpeg.append(pixel_points(evaluator, rgb, "jpeg"))
@@ -152,6 +163,7 @@ def main() -> None:
         try:
             base = f"http://127.0.0.1:{server.stdout.readline().strip()}"
             fetched = {}  # (link, tau) → one row per photo
+            oracle = {}  # link → one row per photo, fetched to the never-erring controller's stop
             for link, (rtt, bandwidth) in LINKS.items():
                 policy = FetchPolicy(link_rtt_s=rtt, link_bandwidth_bps=bandwidth)
                 pool = http_pool(policy)
@@ -167,6 +179,12 @@ def main() -> None:
                                          "level": pred.level, "levels": pred.levels,
                                          "agrees": pred.top_k[0].index == ref})
                         fetched[link, tau] = rows
+                    oracle[link] = []
+                    for name, _ in photos:
+                        stats = decoder.fetch(f"{base}/{name}.edgt", level=oracle_levels[name], policy=policy,
+                                              pool=pool).stats
+                        oracle[link].append({"bytes_fetched": stats.bytes_fetched, "round_trips": stats.round_trips,
+                                             "bytes_total": stats.stream_size})
                 finally:
                     pool.clear()
         finally:
@@ -214,6 +232,15 @@ def main() -> None:
                 "full_stream_compute_ms": median(f["compute_ms"] for f in full),
                 "ours_loopback_wall_ms": median(r["loopback_ms"] for r in rows),
             }
+    out["never_erring_controller"] = {
+        "bytes_fraction_used": round(float(np.mean([level_boundaries(streams[n])[oracle_levels[n]]
+                                                    / len(streams[n]) for n, _ in photos])), 3),
+        **{link: {"bytes_fraction_fetched": round(float(np.mean([r["bytes_fetched"] / r["bytes_total"]
+                                                                 for r in oracle[link]])), 3),
+                  "round_trips_median": statistics.median(r["round_trips"] for r in oracle[link]),
+                  "network_ms": median(link_ms(rtt, bw, r["round_trips"], r["bytes_fetched"], 0.0)
+                                       for r in oracle[link])}
+           for link, (rtt, bw) in LINKS.items()}}
     lora = out["time_to_answer_ms"]["lora"][f"{default_tau:g}"]
     out["targets_lora_at_default_tau"] = {
         "time_ratio_vs_full_stream": round(lora["ours"] / lora["full_stream"], 3),

@@ -366,20 +366,23 @@ class RemoteStream:
             if last + 1 > self.policy.max_bytes:
                 raise self._fail(ByteCapError, f"the answer reaches byte {last + 1}, over the cap of "
                                                f"{self.policy.max_bytes} (FetchPolicy.max_bytes)")
-            self._read_body(response, last + 1 - first, deadline)
+            self._read_body(response, last + 1 - first, deadline, self.data)
         elif status == 200:  # the whole file: a server that ignores Range, or If-Range found it changed
             self._check_same_file(response, None)
             length = response.headers.get("Content-Length")
             if length is not None and length.isdigit() and int(length) > self.policy.max_bytes:
                 raise self._fail(ByteCapError, f"the server sends the whole file ({length} bytes), over the cap "
                                                f"of {self.policy.max_bytes} (FetchPolicy.max_bytes)")
-            held = bytes(self.data)
-            self.data = bytearray()
-            self.stats.full_body = True
-            self._read_body(response, int(length) if length is not None and length.isdigit() else None, deadline)
-            if not self.data.startswith(held):
+            # read aside: the bytes held stay intact (for the result at their last level) until the
+            # whole body has arrived and is known to continue them
+            body = bytearray()
+            self._read_body(response, int(length) if length is not None and length.isdigit() else None, deadline,
+                            body)
+            if not body.startswith(self.data):
                 raise self._fail(StreamChangedError, "the file's bytes differ from those fetched before: "
                                                      "it was replaced during the fetch")
+            self.data = body
+            self.stats.full_body = True
             self.size = len(self.data)
             self.stats.stream_size = self.size
         elif status == 416:
@@ -413,9 +416,10 @@ class RemoteStream:
             self.size = total
             self.stats.stream_size = total
 
-    def _read_body(self, response: Any, expected: Optional[int], deadline: float) -> None:
-        """Append the body to ``data`` as it arrives (what arrived survives a broken connection, for
-        the retry to resume after), within the deadline and the byte cap."""
+    def _read_body(self, response: Any, expected: Optional[int], deadline: float, into: bytearray) -> None:
+        """Append the body to ``into`` as it arrives (for a range, ``data`` itself: what arrived
+        survives a broken connection, for the retry to resume after), within the deadline and the
+        byte cap."""
         from urllib3.exceptions import ProtocolError
 
         received = 0
@@ -426,10 +430,10 @@ class RemoteStream:
                 break
             received += len(block)
             self.stats.bytes_fetched += len(block)
-            if len(self.data) + len(block) > self.policy.max_bytes:
+            if len(into) + len(block) > self.policy.max_bytes:
                 raise self._fail(ByteCapError, f"the body passes the cap of {self.policy.max_bytes} bytes "
                                                "(FetchPolicy.max_bytes)")
-            self.data += block
+            into += block
             if time.monotonic() > deadline:
                 raise _Retry(self._fail(FetchTimeoutError, f"the body took longer than "
                                                            f"{self.policy.request_timeout_s} s"))

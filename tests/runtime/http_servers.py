@@ -16,6 +16,8 @@ server never shows; the first path segment picks the fault, the rest names a fil
 - ``/drop/F``     the second request's body stops halfway and the connection closes; later ones are fine
 - ``/die/F``      the second request's body stops halfway and the whole server process exits
 - ``/flaky/F``    the first request gets a 503
+- ``/forget/F``   sends no ETag or date; from the second request on ignores Range and serves
+  ``ROOT/other-F`` whole (only the bytes tell the files apart)
 - ``/short/F``    answers every range with at most 300 bytes (legal: the client must ask again)
 - ``/redirect/F`` a 302 to ``/plain/F``; ``/loop/F`` a 302 to itself
 Both print the port they listen on as their first line of output.
@@ -75,7 +77,7 @@ def serve_faults(root: str) -> None:
             if mode == "flaky" and count == 1:
                 return self._send(503, {})
             path, etag = Path(root) / name, '"v1"'
-            if mode == "replace" and count > 1:
+            if mode in ("replace", "forget") and count > 1:
                 path, etag = Path(root) / f"other-{name}", '"v2"'
             if not path.is_file():
                 return self._send(404, {})
@@ -88,9 +90,9 @@ def serve_faults(root: str) -> None:
                 time.sleep(3.0)
             match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
             if_range = self.headers.get("If-Range")
-            if mode == "norange" or (if_range is not None and if_range != etag and mode != "relabel"):
+            if mode == "norange" or (mode == "forget" and count > 1) or (if_range is not None and if_range != etag and mode != "relabel"):
                 match = None
-            headers = {"ETag": etag, "Accept-Ranges": "bytes"}
+            headers = {"Accept-Ranges": "bytes"} if mode == "forget" else {"ETag": etag, "Accept-Ranges": "bytes"}
             status = 200
             if match:
                 start = int(match[1])

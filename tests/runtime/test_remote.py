@@ -190,7 +190,7 @@ def test_server_that_ignores_range_is_read_not_refused(decoders, faults, served)
         plain.fetch(f"{faults}/norange/a.edgt", level=3, policy=capped)
 
 
-@pytest.mark.parametrize("fault", ["replace", "relabel"])
+@pytest.mark.parametrize("fault", ["replace", "relabel", "forget"])
 def test_stream_replaced_mid_fetch_is_a_typed_error_with_the_prefix_result(decoders, faults, served, fault):
     plain, stream = decoders[0], served[1]
     with pytest.raises(StreamChangedError, match="replaced") as caught:
