@@ -232,7 +232,7 @@ class RemoteStream:
 
     def open(self) -> None:
         """Fetch the prefix that holds the header, z and the level table."""
-        self._get(0, self.policy.first_request_bytes)
+        self._get(0, min(self.policy.first_request_bytes, self.policy.max_bytes))
         self._parse_layout()
         while self.table is None:
             if self.size is not None and len(self.data) >= self.size:

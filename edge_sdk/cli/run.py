@@ -76,13 +76,24 @@ def _split_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
     return paths, urls
 
 
-def _fetch_rows(decoder, urls: list[str], threshold: Optional[float], full_depth: bool, concurrency: int):
-    """One result row per URL, in order: the prediction and what fetching cost, or the error (with the
-    result at the last complete level when one was reached)."""
+def _fetch_policy(link: Optional[str]):
+    """The FetchPolicy of ``--link RTT_MS,KBIT_S`` (None: the default, one checkpoint per request)."""
     from edge_sdk.runtime.remote import FetchPolicy
 
+    if link is None:
+        return FetchPolicy()
+    try:
+        rtt_ms, kbit_s = (float(part) for part in link.split(","))
+        return FetchPolicy(link_rtt_s=rtt_ms / 1e3, link_bandwidth_bps=kbit_s * 1e3)
+    except ValueError:
+        fail(f"--link {link!r}: give the round-trip time in ms and the bandwidth in kbit/s, e.g. 500,50")
+
+
+def _fetch_rows(decoder, urls: list[str], threshold: Optional[float], full_depth: bool, concurrency: int, policy):
+    """One result row per URL, in order: the prediction and what fetching cost, or the error (with the
+    result at the last complete level when one was reached)."""
     for url, outcome in decoder.fetch_many(urls, threshold, concurrency=concurrency,
-                                           level=DEEPEST if full_depth else None, policy=FetchPolicy()):
+                                           level=DEEPEST if full_depth else None, policy=policy):
         if isinstance(outcome, Exception):
             row = {"file": url, "error": str(outcome), "error_type": type(outcome).__name__}
             if outcome.partial is not None:
@@ -256,6 +267,9 @@ def run(
     device: str = DEVICE_OPTION,
     threads: int = THREADS_OPTION,
     concurrency: int = typer.Option(4, min=1, max=256, help="Stream URLs fetched at once (one connection each)."),
+    link: Optional[str] = typer.Option(None, help="RTT_MS,KBIT_S of the link to the stream URLs (500,50 for LoRa): "
+                                       "each request then carries one bandwidth-delay product of levels "
+                                       "(docs/streaming.md); default: one controller checkpoint per request."),
     as_json: bool = typer.Option(False, "--json", help="One JSON line per item, nothing else on stdout."),
 ) -> None:
     """Classify images or streams from the compressed latent, without reconstructing pixels.
@@ -288,11 +302,12 @@ def run(
     paths, urls = _split_inputs(inputs)
     if urls and trace:
         fail("--trace classifies every level of a whole file; it does not apply to stream URLs")
+    policy = _fetch_policy(link)
     files = _expand(paths) if paths or not urls else []
     rows, failures = [], 0
     with progress_bar(disable=as_json) as bar:
         task = bar.add_task("run", total=len(files) + len(urls))
-        for row in _fetch_rows(decoder, urls, threshold, full_depth, concurrency) if urls else ():
+        for row in _fetch_rows(decoder, urls, threshold, full_depth, concurrency, policy) if urls else ():
             bar.update(task, description=row["file"].rsplit("/", 1)[-1])
             failures += "error" in row
             rows.append(row)

@@ -49,6 +49,10 @@ def test_run_fetches_urls_and_url_lists(tiny_bundle, served, tmp_path):
         assert row["top_k"] == want["top_k"] and row["level"] == want["level"] == row["levels"]
         assert row["fetch"]["bytes_fetched"] == row["bytes_total"] and row["fetch"]["requests"] >= 1
     assert rows[2]["error_type"] == "HTTPStatusError" and "404" in rows[2]["error"] and "partial" not in rows[2]
+    # a link whose bandwidth-delay product holds the stream: one request each
+    result = runner.invoke(app, ["run", "--input", f"{url}/coffee.edgt", "--bundle", str(tiny_bundle), "--json",
+                                 "--link", "1000,1000", "--threads", "1"])
+    assert result.exit_code == 0 and _rows(result.output)[0]["fetch"]["requests"] == 1
     # the human table names the fetch cost
     result = runner.invoke(app, ["run", "--input", f"{url}/coffee.edgt", "--bundle", str(tiny_bundle), "--threads", "1"])
     assert result.exit_code == 0 and "fetched in" in result.output
@@ -65,3 +69,6 @@ def test_run_url_mistakes_are_clear_errors(tiny_bundle, served, tmp_path):
     result = runner.invoke(app, ["run", "--input", f"{url}/coffee.edgt", "--bundle", str(tiny_bundle),
                                  "--concurrency", "0"])
     assert result.exit_code == 2
+    result = runner.invoke(app, ["run", "--input", f"{url}/coffee.edgt", "--bundle", str(tiny_bundle),
+                                 "--link", "fast"])
+    assert result.exit_code == 2 and "--link" in result.output
