@@ -11,7 +11,7 @@ server never shows; the first path segment picks the fault, the rest names a fil
   If-Range (so the client gets a 200 with the new file)
 - ``/relabel/F``  from the second request on, the same bytes under another ETag, If-Range ignored (206)
 - ``/shrink/F``   from the second request on, the file is 100 bytes long (416 past them)
-- ``/slow/F``     from the second request on, waits 3 s before answering
+- ``/slow/F``     from the second request on, waits 6 s before answering
 - ``/trickle/F``  from the second request on, sends the body one byte every 50 ms
 - ``/drop/F``     the second request's body stops halfway and the connection closes; later ones are fine
 - ``/die/F``      the second request's body stops halfway and the whole server process exits
@@ -87,7 +87,7 @@ def serve_faults(root: str) -> None:
             if mode == "shrink" and count > 1:
                 body = body[:100]
             if mode == "slow" and count > 1:
-                time.sleep(3.0)
+                time.sleep(6.0)
             match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
             if_range = self.headers.get("If-Range")
             if mode == "norange" or (mode == "forget" and count > 1) or (if_range is not None and if_range != etag and mode != "relabel"):

@@ -21,8 +21,8 @@ from edge_sdk.runtime.remote import FetchPolicy, RemoteStream, http_pool
 from helpers import HTTPServerProcess, random_controller
 
 pytest.importorskip("urllib3")
-#: small timeouts and one retry: every fault test ends within seconds
-POLICY = FetchPolicy(initial_bytes=256, connect_timeout_s=2.0, read_timeout_s=1.0, request_timeout_s=3.0, retries=1,
+#: one retry and timeouts that a loaded CI machine still meets: every fault test ends within seconds
+POLICY = FetchPolicy(initial_bytes=256, connect_timeout_s=5.0, read_timeout_s=5.0, request_timeout_s=10.0, retries=1,
                      backoff_s=0.01)
 
 
@@ -254,7 +254,8 @@ def test_dropped_connection_resumes_after_the_bytes_received(decoders, faults, s
 @pytest.mark.parametrize("fault", ["slow", "trickle"])
 def test_slow_server_times_out(decoders, faults, served, fault):
     plain, stream = decoders[0], served[1]
-    policy = dataclasses.replace(POLICY, read_timeout_s=0.3, request_timeout_s=0.5, retries=0)
+    # the slow server waits 6 s, the trickling one needs 50 ms a byte: both far past these limits
+    policy = dataclasses.replace(POLICY, read_timeout_s=1.5, request_timeout_s=2.0, retries=0)
     with pytest.raises(FetchTimeoutError) as caught:
         plain.fetch(f"{faults}/{fault}/a.edgt", policy=policy)
     partial = caught.value.partial
@@ -330,7 +331,7 @@ def test_many_concurrent_fetches_share_bounded_connections(decoders, static, ser
     assert len(errors) == 4 and all(isinstance(e, HTTPStatusError) and e.status == 404 for e in errors)
     for _, result in results[:196]:
         same(result.prediction, want)
-    assert _open_sockets() == before  # every connection closed with the pool
+    assert _open_sockets() <= before  # every connection closed with the pool
 
 
 def test_shared_pool_reuses_connections(static, served):
