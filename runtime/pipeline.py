@@ -589,14 +589,17 @@ class Decoder:
 
     def fetch_many(self, urls: Iterable[str], threshold: Optional[float] = None, *, concurrency: int = 4,
                    level: Optional[Level] = None, checkpoints: Optional[int] = None,
-                   policy: Optional[FetchPolicy] = None) -> Iterator[tuple[str, Union[FetchResult, FetchError]]]:
+                   policy: Optional[FetchPolicy] = None,
+                   pool: Any = None) -> Iterator[tuple[str, Union[FetchResult, FetchError]]]:
         """:meth:`fetch` for many URLs, ``concurrency`` at a time over one connection pool (at most
         ``concurrency`` connections per host); yields ``(url, FetchResult or FetchError)`` in input order.
-        A failed fetch is yielded, not raised, so one bad URL does not stop the batch."""
+        A failed fetch is yielded, not raised, so one bad URL does not stop the batch. ``pool``: a
+        caller's ``http_pool`` (left open) instead of one made and closed here."""
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         policy = policy or FetchPolicy()
-        pool = http_pool(policy, maxsize=concurrency)
+        own_pool = pool is None
+        pool = http_pool(policy, maxsize=concurrency) if own_pool else pool
 
         def one(url: str) -> Union[FetchResult, FetchError]:
             try:
@@ -617,7 +620,8 @@ class Decoder:
                 for done_url, future in pending:
                     yield done_url, future.result()
         finally:
-            pool.clear()
+            if own_pool:
+                pool.clear()
 
     def reconstruct(self, data: bytes, level: Optional[Level] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
         """uint8 RGB image at ``level`` (default, or ``DEEPEST``: the deepest level the data holds), into ``out`` if given."""

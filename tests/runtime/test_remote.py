@@ -325,13 +325,23 @@ def test_many_concurrent_fetches_share_bounded_connections(decoders, static, ser
     want = decoder.classify(stream, threshold=tau)
     urls = [f"{static}/a.edgt"] * 196 + [f"{static}/missing.edgt"] * 4
     before = _open_sockets()
-    results = list(decoder.fetch_many(urls, threshold=tau, concurrency=16, policy=POLICY))
+    pool = http_pool(POLICY, maxsize=16)
+    try:
+        results = list(decoder.fetch_many(urls, threshold=tau, concurrency=16, policy=POLICY, pool=pool))
+        # 200 fetches, several requests each, over at most 16 connections
+        assert 1 <= pool.connection_from_url(static).num_connections <= 16
+    finally:
+        pool.clear()
     assert [u for u, _ in results] == urls
     errors = [r for _, r in results if isinstance(r, FetchError)]
     assert len(errors) == 4 and all(isinstance(e, HTTPStatusError) and e.status == 404 for e in errors)
     for _, result in results[:196]:
         same(result.prediction, want)
     assert _open_sockets() <= before  # every connection closed with the pool
+    # fetch_many's own pool: closed when the batch ends
+    assert all(not isinstance(r, FetchError) for _, r in decoder.fetch_many(urls[:20], threshold=tau, concurrency=4,
+                                                                           policy=POLICY))
+    assert _open_sockets() <= before
 
 
 def test_shared_pool_reuses_connections(static, served):
@@ -343,8 +353,7 @@ def test_shared_pool_reuses_connections(static, served):
             stream.fetch_to(len(served[1]))
             assert bytes(stream.data) == served[1]
             stream.close()
-        connections = sum(p.num_connections for p in pool.pools._container.values())
-        assert connections == 1  # ten requests in sequence, one connection
+        assert pool.connection_from_url(static).num_connections == 1  # ten requests in sequence, one connection
     finally:
         pool.clear()
 
