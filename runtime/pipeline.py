@@ -512,8 +512,8 @@ class Decoder:
         def feed_to(end: int) -> None:
             nonlocal fed
             if end > fed:
-                session.feed(stream.data[fed:end])
-                fed = end
+                chunk, fed = stream.data[fed:end], end  # counted first: a chunk that fails is still held
+                session.feed(chunk)
 
         def result() -> FetchResult:
             prediction = session.classify(threshold=tau)
