@@ -532,16 +532,16 @@ class Decoder:
                 feed_to(ends[0] + stream.table.size if target == 0 else ends[target])
                 return result()
             candidates = checkpoint_levels(ends, controller.checkpoints if checkpoints is None else checkpoints)
-            batch = stream.policy.batch_size(ends[-1] / len(candidates))
-            first_request = True
+            per_checkpoint = ends[-1] / len(candidates)
+            requests = 0  # data requests after the prefix so far: each covers more checkpoints (batch_growth)
             for i, lvl in enumerate(candidates):
                 if ends[lvl] > len(stream.data):
-                    last = min(i + batch - 1, len(candidates) - 1)
-                    if first_request:  # reach where the controller usually answers in one round trip
+                    last = min(i + stream.policy.batch_size(per_checkpoint, requests) - 1, len(candidates) - 1)
+                    if requests == 0:  # reach where the controller usually answers in one round trip
                         floor = stream.policy.answer_fraction * ends[-1]
                         last = max(last, next((j for j in range(i, len(candidates)) if ends[candidates[j]] >= floor),
                                               len(candidates) - 1))
-                        first_request = False
+                    requests += 1
                     self._fetch_level(stream, ends, candidates[last], needed=lvl)
                 feed_to(ends[lvl])
                 if session.ready and session.confident(tau):

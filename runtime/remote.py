@@ -65,7 +65,10 @@ class FetchPolicy:
     controller is consulted; fetching between them only adds round trips). The first such
     request reaches at least the first checkpoint past ``answer_fraction`` of the stream's
     bytes (where the controller usually answers, if you know it for your photos; 0: the
-    next checkpoint). Each request then covers :meth:`batch_size` checkpoints.
+    next checkpoint). The n-th request after the prefix (n = 0, 1, ...) covers
+    ``batch_size × batch_growth^n`` checkpoints: a controller that has not answered yet is ever
+    less likely to answer at the very next checkpoint, and growing batches bound the round
+    trips of a stream the controller never trusts to a logarithm of its length.
     """
 
     #: bytes of the first request: header, z and level table of an ordinary stream
@@ -76,6 +79,8 @@ class FetchPolicy:
     answer_fraction: float = 0.0
     #: checkpoints per request when no link is described
     checkpoints_per_request: int = 1
+    #: each request after the prefix covers this many times the checkpoints of the one before (1: constant)
+    batch_growth: float = 2.0
     #: round-trip time of the link in seconds; with ``link_bandwidth_bps`` it sets the batch size
     link_rtt_s: Optional[float] = None
     #: bandwidth of the link in bits per second
@@ -98,6 +103,8 @@ class FetchPolicy:
             raise ValueError("initial_bytes must be at least 16 (the header's fixed part and more)")
         if self.table_allowance < 1 or self.checkpoints_per_request < 1:
             raise ValueError("table_allowance and checkpoints_per_request must be >= 1")
+        if self.batch_growth < 1.0:
+            raise ValueError(f"batch_growth must be >= 1, got {self.batch_growth}")
         if not 0.0 <= self.answer_fraction <= 1.0:
             raise ValueError(f"answer_fraction must lie in [0, 1], got {self.answer_fraction}")
         if (self.link_rtt_s is None) != (self.link_bandwidth_bps is None):
@@ -123,14 +130,17 @@ class FetchPolicy:
         link is described and that is more (the same rule as :meth:`batch_size`)."""
         return max(self.initial_bytes, int(self.round_trip_bytes or 0))
 
-    def batch_size(self, bytes_per_checkpoint: float) -> int:
-        """Checkpoints per request. With a link described: as many as one bandwidth-delay product
-        holds (an extra round trip costs as much time as RTT × bandwidth bytes, so fetching
-        fewer than that per request loses more to waiting than it saves in bytes); else
-        ``checkpoints_per_request``."""
+    def batch_size(self, bytes_per_checkpoint: float, request: int = 0) -> int:
+        """Checkpoints the ``request``-th request after the prefix covers. The base: with a link
+        described, as many as one bandwidth-delay product holds (an extra round trip costs as
+        much time as RTT × bandwidth bytes, so fetching fewer than that per request loses more
+        to waiting than it saves in bytes); else ``checkpoints_per_request``. Then × ``batch_growth``
+        per request before it."""
         if self.round_trip_bytes is None:
-            return self.checkpoints_per_request
-        return max(1, int(self.round_trip_bytes // max(bytes_per_checkpoint, 1.0)))
+            base = self.checkpoints_per_request
+        else:
+            base = max(1, int(self.round_trip_bytes // max(bytes_per_checkpoint, 1.0)))
+        return max(1, int(base * self.batch_growth ** request))
 
 
 @dataclass

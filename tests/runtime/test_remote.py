@@ -158,21 +158,27 @@ def test_fetch_stops_where_the_controller_trusts_the_answer(decoders, static, se
 def test_batching_trades_requests_for_bytes(decoders, static, served):
     decoder, stream = decoders[1], served[1]
     tau = float(_probabilities(decoder, stream).max()) + 1e-9  # never confident: every checkpoint is visited
-    one = decoder.fetch(f"{static}/a.edgt", threshold=tau, checkpoints=8, policy=POLICY)
+    flat = dataclasses.replace(POLICY, batch_growth=1.0)
+    one = decoder.fetch(f"{static}/a.edgt", threshold=tau, checkpoints=8, policy=flat)
+    ends = level_boundaries(stream)
+    beyond_prefix = [c for c in checkpoint_levels(ends, 8) if ends[c] > POLICY.initial_bytes]
+    assert one.stats.requests == 1 + len(beyond_prefix)  # the prefix, then one request per checkpoint
+    growing = decoder.fetch(f"{static}/a.edgt", threshold=tau, checkpoints=8, policy=POLICY)
+    assert growing.stats.requests < one.stats.requests  # batches of 1, 2, 4, ... checkpoints
     # a bandwidth-delay product of half the stream: a first request that large, then 4 checkpoints a request
     link = dataclasses.replace(POLICY, link_rtt_s=1.0, link_bandwidth_bps=len(stream) * 8 / 2)
-    batched = decoder.fetch(f"{static}/a.edgt", threshold=tau, checkpoints=8, policy=link)
-    pairs = dataclasses.replace(POLICY, checkpoints_per_request=2)
+    batched = decoder.fetch(f"{static}/a.edgt", threshold=tau, checkpoints=8,
+                            policy=dataclasses.replace(link, batch_growth=1.0))
+    pairs = dataclasses.replace(flat, checkpoints_per_request=2)
     two = decoder.fetch(f"{static}/a.edgt", threshold=tau, checkpoints=8, policy=pairs)
     assert batched.stats.requests < two.stats.requests < one.stats.requests
     # a link whose bandwidth-delay product holds the whole stream: one request
     fast = dataclasses.replace(POLICY, link_rtt_s=0.05, link_bandwidth_bps=10e6)
     assert decoder.fetch(f"{static}/a.edgt", threshold=tau, checkpoints=8, policy=fast).stats.requests == 1
-    for result in (one, batched, two):  # batching changes the requests, never the answer
+    for result in (one, growing, batched, two):  # batching changes the requests, never the answer
         same(result.prediction, decoder.classify(stream, threshold=tau, checkpoints=8))
     # answer_fraction: the first range after the prefix reaches half the stream
     half = dataclasses.replace(POLICY, answer_fraction=0.5)
-    ends = level_boundaries(stream)
     p = _probabilities(decoder, stream)
     first = next(c for c in checkpoint_levels(ends, 8) if ends[c] > POLICY.initial_bytes)
     early = decoder.fetch(f"{static}/a.edgt", threshold=float(p[first]), checkpoints=8, policy=half)
@@ -360,11 +366,13 @@ def test_shared_pool_reuses_connections(static, served):
 
 def test_batch_size_is_one_bandwidth_delay_product():
     assert FetchPolicy().batch_size(500.0) == 1 and FetchPolicy(checkpoints_per_request=3).batch_size(500.0) == 3
+    assert [FetchPolicy().batch_size(500.0, n) for n in range(4)] == [1, 2, 4, 8]  # batch_growth 2
+    assert [FetchPolicy(batch_growth=1.0).batch_size(500.0, n) for n in range(3)] == [1, 1, 1]
     lora = FetchPolicy(link_rtt_s=0.5, link_bandwidth_bps=50e3)  # 3125 bytes in flight per round trip
-    assert lora.batch_size(600.0) == 5 and lora.batch_size(4000.0) == 1
+    assert lora.batch_size(600.0) == 5 and lora.batch_size(4000.0) == 1 and lora.batch_size(600.0, 1) == 10
     assert FetchPolicy(link_rtt_s=0.05, link_bandwidth_bps=10e6).batch_size(600.0) == 104
     assert FetchPolicy().first_request_bytes == 1024 and lora.first_request_bytes == 3125
-    for bad in ({"link_rtt_s": 0.5}, {"answer_fraction": 1.5}, {"initial_bytes": 8}, {"read_timeout_s": 0},
+    for bad in ({"link_rtt_s": 0.5}, {"answer_fraction": 1.5}, {"batch_growth": 0.5}, {"initial_bytes": 8}, {"read_timeout_s": 0},
                 {"retries": -1}, {"max_bytes": 0}):
         with pytest.raises(ValueError):
             FetchPolicy(**bad)
