@@ -77,7 +77,7 @@ def _split_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
 
 
 def _fetch_policy(link: Optional[str]):
-    """The FetchPolicy of ``--link RTT_MS,KBIT_S`` (None: the default, one checkpoint per request)."""
+    """The FetchPolicy of ``--link RTT_MS,KBIT_S`` (None: the default policy)."""
     from edge_sdk.runtime.remote import FetchPolicy
 
     if link is None:
@@ -268,8 +268,9 @@ def run(
     threads: int = THREADS_OPTION,
     concurrency: int = typer.Option(4, min=1, max=256, help="Stream URLs fetched at once (one connection each)."),
     link: Optional[str] = typer.Option(None, help="RTT_MS,KBIT_S of the link to the stream URLs (500,50 for LoRa): "
-                                       "each request then carries one bandwidth-delay product of levels "
-                                       "(docs/streaming.md); default: one controller checkpoint per request."),
+                                       "the first request and the first batch of levels are then one "
+                                       "bandwidth-delay product (docs/streaming.md); default: batches of 1, 2, 4, "
+                                       "... controller checkpoints after a 1 KB first request."),
     as_json: bool = typer.Option(False, "--json", help="One JSON line per item, nothing else on stdout."),
 ) -> None:
     """Classify images or streams from the compressed latent, without reconstructing pixels.
