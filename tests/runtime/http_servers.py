@@ -18,6 +18,7 @@ server never shows; the first path segment picks the fault, the rest names a fil
 - ``/flaky/F``    the first request gets a 503
 - ``/forget/F``   sends no ETag or date; from the second request on ignores Range and serves
   ``ROOT/other-F`` whole (only the bytes tell the files apart)
+- ``/badrange/F`` answers ranges with a 206 whose Content-Range names other bytes than asked
 - ``/short/F``    answers every range with at most 300 bytes (legal: the client must ask again)
 - ``/redirect/F`` a 302 to ``/plain/F``; ``/loop/F`` a 302 to itself
 Both print the port they listen on as their first line of output.
@@ -102,6 +103,8 @@ def serve_faults(root: str) -> None:
                 if start >= len(body):
                     return self._send(416, {"Content-Range": f"bytes */{len(body)}"})
                 status, headers["Content-Range"] = 206, f"bytes {start}-{end}/{len(body)}"
+                if mode == "badrange":
+                    headers["Content-Range"] = f"bytes {start + 1}-{end}/{len(body)}"
                 body = body[start:end + 1]
             self.send_response(status)
             for key, value in {**headers, "Content-Length": str(len(body))}.items():

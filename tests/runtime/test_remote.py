@@ -306,6 +306,9 @@ def test_redirects_statuses_and_retries(decoders, faults, static, served):
     assert caught.value.status == 404 and caught.value.stats.retries == 0 and caught.value.partial is None
     with pytest.raises(ValueError, match="http"):
         plain.fetch("ftp://127.0.0.1/a.edgt")
+    with pytest.raises(HTTPStatusError, match="asked for bytes from 0") as caught:
+        plain.fetch(f"{faults}/badrange/a.edgt", policy=POLICY)
+    assert caught.value.status == 206 and caught.value.partial is None
 
 
 def test_unreachable_server_is_a_connection_error(decoders):
