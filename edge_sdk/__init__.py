@@ -9,6 +9,10 @@ The public API takes and returns NumPy arrays and bytes:
         pred = Decoder("bundles/lite0", backend).classify(data)
         print(pred.top_k[0].name, pred.level, pred.timings_ms)
 
+    # a stream on any range-capable HTTP server: only the byte ranges the answer needs
+    result = Decoder("bundles/lite0").fetch("https://example.org/photo.edgt")
+    print(result.prediction.top_k[0].name, result.stats.bytes_fetched, result.stats.requests)
+
 The bitstream layer is :mod:`edge_sdk.runtime` and the inference backends are
 :mod:`edge_sdk.runtime.backends`; their most used names are re-exported here.
 """
@@ -19,19 +23,30 @@ from edge_sdk.runtime import (
     Bundle,
     BundleError,
     BundleMismatchError,
+    ByteCapError,
     ChunkSchedule,
+    ConnectionLostError,
     ControllerError,
     CorruptChunkError,
     CorruptStreamError,
     EngineMismatchError,
     EntropyTables,
+    FetchError,
+    FetchPolicy,
+    FetchStats,
+    FetchTimeoutError,
     ForeignStreamError,
+    HTTPStatusError,
     LimitError,
     LatentDecoder,
     Ordering,
     PrecisionError,
     PriorMismatchError,
     PriorMode,
+    RangeNotSatisfiableError,
+    RemoteStreamError,
+    RemoteTruncatedError,
+    StreamChangedError,
     StreamInfo,
     TableError,
     TableMismatchError,
@@ -54,6 +69,7 @@ from edge_sdk.runtime.pipeline import (
     Decoder,
     Encoded,
     Encoder,
+    FetchResult,
     Latent,
     Prediction,
 )
@@ -66,9 +82,13 @@ __all__ = [
     "Decoder",
     "Encoded",
     "Encoder",
+    "FetchResult",
     "Latent",
     "Prediction",
     "PriorMode",
+    # fetching streams over HTTP (docs/streaming.md)
+    "FetchPolicy",
+    "FetchStats",
     # backends
     "Backend",
     "open_backend",
@@ -77,15 +97,24 @@ __all__ = [
     "BitstreamError",
     "BundleError",
     "BundleMismatchError",
+    "ByteCapError",
+    "ConnectionLostError",
     "ControllerError",
     "CorruptChunkError",
     "CorruptStreamError",
     "EngineMismatchError",
+    "FetchError",
+    "FetchTimeoutError",
     "ForeignStreamError",
+    "HTTPStatusError",
     "LimitError",
     "ImageError",
     "PrecisionError",
     "PriorMismatchError",
+    "RangeNotSatisfiableError",
+    "RemoteStreamError",
+    "RemoteTruncatedError",
+    "StreamChangedError",
     "TableError",
     "TableMismatchError",
     "TrailingBytesError",

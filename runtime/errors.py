@@ -83,3 +83,59 @@ class EngineMismatchError(BackendError):
 
 class PrecisionError(RuntimeError):
     """A graph cannot be converted to the precision asked for (FP16 / INT8 Q/DQ ONNX)."""
+
+
+class FetchError(Exception):
+    """Fetching a stream over HTTP failed (``Decoder.fetch``, docs/streaming.md).
+
+    ``url`` is the stream's address; ``stats`` the :class:`~edge_sdk.runtime.remote.FetchStats`
+    up to the failure; ``partial`` the result at the last complete level fetched (a
+    ``FetchResult`` with the prediction there), or None when not even level 0 (header and
+    z) arrived. The subclasses say what happened.
+    """
+
+    def __init__(self, message: str, *, url: str = "", stats=None):
+        super().__init__(message)
+        self.url = url
+        self.stats = stats
+        self.partial = None
+
+
+class FetchTimeoutError(FetchError):
+    """The server did not connect, answer or finish a body within the policy's timeouts (after the retries)."""
+
+
+class ConnectionLostError(FetchError):
+    """The connection was refused, reset or closed before the body was complete (after the retries)."""
+
+
+class HTTPStatusError(FetchError):
+    """The server answered with a status the fetch cannot use (404, 500 after the retries, too many
+    redirects, a malformed Content-Range); ``status`` is the HTTP status, 0 when none applies."""
+
+    def __init__(self, message: str, *, status: int = 0, url: str = "", stats=None):
+        super().__init__(message, url=url, stats=stats)
+        self.status = status
+
+
+class RangeNotSatisfiableError(HTTPStatusError):
+    """416: the server holds fewer bytes than a range asked for, so its file shrank or was replaced."""
+
+
+class StreamChangedError(FetchError):
+    """The file behind the URL was replaced during the fetch (its ETag, Last-Modified, size or bytes
+    changed), so the bytes already fetched and the new ones belong to different streams."""
+
+
+class ByteCapError(FetchError):
+    """The stream needs more bytes than the policy's per-stream cap (``FetchPolicy.max_bytes``)."""
+
+
+class RemoteStreamError(FetchError, BitstreamError):
+    """The server's bytes are not a valid stream (foreign, corrupt, of another bundle); the
+    underlying :class:`BitstreamError` is the ``__cause__``. Catchable as either family."""
+
+
+class RemoteTruncatedError(RemoteStreamError):
+    """The file on the server ends before the last level its level table announces, and the
+    controller had not answered by its last complete level."""

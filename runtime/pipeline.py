@@ -26,9 +26,10 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, NamedTuple, Optional, Union
+from typing import Any, Final, Iterable, Iterator, Literal, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -39,8 +40,10 @@ from .tables import scale_to_index
 from .backends import Backend, GraphSet, open_backend
 from .bundle import Bundle
 from .controller import checkpoint_levels
-from .errors import BitstreamError, LimitError, PriorMismatchError, TrailingBytesWarning
+from .errors import (BitstreamError, FetchError, LimitError, PriorMismatchError, RemoteStreamError,
+                     RemoteTruncatedError, TrailingBytesWarning)
 from .manifest import LATENT_STRIDE
+from .remote import FetchPolicy, FetchStats, RemoteStream, http_pool
 from .tiling import ANALYSIS_MARGIN, DEFAULT_TILE_PIXELS, SYNTHESIS_MARGIN, core_for, run_tiled, tiles
 
 BundleLike = Union[Bundle, str, Path]
@@ -132,6 +135,17 @@ class Prediction:
         if self.threshold is not None:
             out["threshold"] = self.threshold
         return out
+
+
+@dataclass
+class FetchResult:
+    """What ``Decoder.fetch`` got from a URL: the prediction and what the network cost."""
+
+    prediction: Prediction
+    stats: FetchStats
+
+    def as_dict(self) -> dict:
+        return {**self.prediction.as_dict(), "fetch": self.stats.as_dict()}
 
 
 @dataclass
@@ -511,6 +525,151 @@ class Decoder:
             session.feed(data[fed:])
         session._require_ready()
         return session.classify(threshold=tau)
+
+    def fetch(self, url: str, threshold: Optional[float] = None, *, level: Optional[Level] = None,
+              checkpoints: Optional[int] = None, policy: Optional[FetchPolicy] = None, pool: Any = None) -> FetchResult:
+        """Classify the stream at ``url`` (http or https), fetching only the byte ranges the answer needs.
+
+        The same decisions as :meth:`classify` on the whole file, so the same prediction: with
+        a controller, levels are fetched up to the checkpoints in order and fetching stops at
+        the first the controller trusts at ``threshold``; ``level`` fetches exactly that level
+        (``DEEPEST``: the whole stream); without a controller, the whole stream. The first
+        request reads the header, z and level table; later ones are ``Range`` requests that
+        end on level boundaries, batched per ``policy`` (:class:`~edge_sdk.runtime.remote.FetchPolicy`;
+        docs/streaming.md). ``pool`` (``http_pool``) shares connections between fetches.
+
+        Failures raise a :class:`~edge_sdk.runtime.errors.FetchError` subclass whose ``partial``
+        is the :class:`FetchResult` at the last complete level fetched (None before level 0).
+        """
+        controller = self.bundle.controller
+        adaptive = level is None and not (threshold is None and controller is None)
+        if adaptive and controller is None:
+            raise ValueError(f"threshold={threshold} needs a decoding controller, and bundle {self.bundle.path} has "
+                             "none; fit one with `edge-sdk calibrate --bundle ...`, or drop the threshold")
+        tau = None
+        if adaptive:
+            tau = controller.default_threshold if threshold is None else float(threshold)
+            if not 0.0 <= tau <= 1.0:
+                raise ValueError(f"threshold must lie in [0, 1], got {tau}")
+        if level is not None and level != DEEPEST and (isinstance(level, str) or level < 0):
+            raise ValueError(f"level must be an int >= 0 or DEEPEST, got {level!r}")
+        stream = RemoteStream(url, policy, pool)
+        session = self.session()
+        fed = 0
+
+        def feed_to(end: int) -> None:
+            nonlocal fed
+            if end > fed:
+                chunk, fed = stream.data[fed:end], end  # counted first: a chunk that fails is still held
+                session.feed(chunk)
+
+        def result() -> FetchResult:
+            prediction = session.classify(threshold=tau)
+            stream.close()  # the answer's time: fetching and decoding, the last classification included
+            return FetchResult(prediction, stream.stats)
+
+        try:
+            stream.open()
+            ends = stream.level_ends
+            if not adaptive:
+                target = len(ends) - 1 if level is None or level == DEEPEST else level
+                if target >= len(ends):
+                    raise ValueError(f"level must lie in 0..{len(ends) - 1} or be DEEPEST, got {level!r}")
+                self._fetch_level(stream, ends, target)
+                # level 0 with the table read too: still level 0, but the sizes become known (as _session_at)
+                feed_to(ends[0] + stream.table.size if target == 0 else ends[target])
+                return result()
+            candidates = checkpoint_levels(ends, controller.checkpoints if checkpoints is None else checkpoints)
+            per_checkpoint = ends[-1] / len(candidates)
+            requests = 0  # data requests after the prefix so far: each covers more checkpoints (batch_growth)
+            for i, lvl in enumerate(candidates):
+                if ends[lvl] > len(stream.data):
+                    last = min(i + stream.policy.batch_size(per_checkpoint, requests) - 1, len(candidates) - 1)
+                    if requests == 0:  # reach where the controller usually answers in one round trip
+                        floor = stream.policy.answer_fraction * ends[-1]
+                        last = max(last, next((j for j in range(i, len(candidates)) if ends[candidates[j]] >= floor),
+                                              len(candidates) - 1))
+                    requests += 1
+                    self._fetch_level(stream, ends, candidates[last], needed=lvl)
+                feed_to(ends[lvl])
+                if session.ready and session.confident(tau):
+                    return result()
+            session._require_ready()
+            return result()
+        except FetchError as exc:
+            exc.partial = self._partial(session, stream, fed, tau)
+            exc.stats = stream.stats
+            raise
+        except BitstreamError as exc:
+            error = RemoteStreamError(f"{url}: {exc}", url=url, stats=stream.stats)
+            error.partial = self._partial(session, stream, fed, tau)
+            raise error from exc
+        finally:
+            stream.close()
+
+    @staticmethod
+    def _fetch_level(stream: RemoteStream, ends: list[int], target: int, needed: Optional[int] = None) -> None:
+        """Fetch through level ``target``; a file that ends before level ``needed`` (default:
+        ``target``) is truncated on the server."""
+        needed = target if needed is None else needed
+        stream.fetch_to(ends[target])
+        if len(stream.data) < ends[needed]:
+            cause = BitstreamError(f"the file holds {len(stream.data)} bytes; level {needed} ends at byte "
+                                   f"{ends[needed]} and the level table announces {ends[-1]}")
+            raise RemoteTruncatedError(f"{stream.url}: truncated on the server: {cause}", url=stream.url,
+                                       stats=stream.stats) from cause
+
+    @staticmethod
+    def _partial(session: DecodeSession, stream: RemoteStream, fed: int, tau: Optional[float]) -> Optional[FetchResult]:
+        """The result at the deepest complete level fetched before a failure; None below level 0."""
+        try:
+            held = stream.levels_held
+            if held >= 0 and stream.level_ends[held] > fed:
+                session.feed(stream.data[fed:stream.level_ends[held]])
+        except BitstreamError:
+            pass  # a damaged chunk: the session stays at its last good level
+        if not session.ready:
+            return None
+        try:
+            return FetchResult(session.classify(threshold=tau), stream.stats)
+        except (BitstreamError, ValueError):
+            return None
+
+    def fetch_many(self, urls: Iterable[str], threshold: Optional[float] = None, *, concurrency: int = 4,
+                   level: Optional[Level] = None, checkpoints: Optional[int] = None,
+                   policy: Optional[FetchPolicy] = None,
+                   pool: Any = None) -> Iterator[tuple[str, Union[FetchResult, FetchError]]]:
+        """:meth:`fetch` for many URLs, ``concurrency`` at a time over one connection pool (at most
+        ``concurrency`` connections per host); yields ``(url, FetchResult or FetchError)`` in input order.
+        A failed fetch is yielded, not raised, so one bad URL does not stop the batch. ``pool``: a
+        caller's ``http_pool`` (left open) instead of one made and closed here."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        policy = policy or FetchPolicy()
+        own_pool = pool is None
+        pool = http_pool(policy, maxsize=concurrency) if own_pool else pool
+
+        def one(url: str) -> Union[FetchResult, FetchError]:
+            try:
+                return self.fetch(url, threshold, level=level, checkpoints=checkpoints, policy=policy, pool=pool)
+            except FetchError as exc:
+                return exc
+
+        try:
+            with ThreadPoolExecutor(max_workers=concurrency) as workers:
+                pending: list = []
+                todo = iter(urls)
+                # a window of 2 × concurrency submitted fetches keeps memory bounded for any number of URLs
+                for url in todo:
+                    pending.append((url, workers.submit(one, url)))
+                    if len(pending) >= 2 * concurrency:
+                        done_url, future = pending.pop(0)
+                        yield done_url, future.result()
+                for done_url, future in pending:
+                    yield done_url, future.result()
+        finally:
+            if own_pool:
+                pool.clear()
 
     def reconstruct(self, data: bytes, level: Optional[Level] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
         """uint8 RGB image at ``level`` (default, or ``DEEPEST``: the deepest level the data holds), into ``out`` if given."""

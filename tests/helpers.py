@@ -32,3 +32,51 @@ def make_latent(tables, shape=(8, 6, 6), seed=0, sigma_range=(0.1, 50.0), z_shap
 
 def prior_of(means, kidx):
     return lambda _z, _header: (means, kidx)
+
+
+class HTTPServerProcess:
+    """A real HTTP server process on 127.0.0.1 (``tests/runtime/http_servers.py``): ``kind`` "static"
+    (uvicorn + Starlette StaticFiles) or "faults"; ``url`` is its base address. Use as a context
+    manager, or call ``stop()``; a server that does not report its port within 30 s fails the test."""
+
+    def __init__(self, kind: str, root: Path):
+        import select
+        import subprocess
+        import sys
+
+        script = Path(__file__).resolve().parent / "runtime" / "http_servers.py"
+        self.process = subprocess.Popen([sys.executable, str(script), kind, str(root)], stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+        ready, _, _ = select.select([self.process.stdout], [], [], 30.0)
+        line = self.process.stdout.readline().strip() if ready else ""
+        if not line.isdigit():
+            self.stop()
+            raise RuntimeError(f"the {kind} HTTP server did not start (said {line!r})")
+        self.url = f"http://127.0.0.1:{line}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except Exception:
+                self.process.kill()
+                self.process.wait(10)
+        self.process.stdout.close()
+
+    def __enter__(self) -> "HTTPServerProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def random_controller(seed: int = 0):
+    """A controller with random weights: its probabilities vary from level to level, which is all
+    the tests of where decoding stops need (the tiny bundle ships none)."""
+    from edge_sdk.runtime.controller import FEATURE_NAMES, Controller
+
+    n = len(FEATURE_NAMES)
+    rng = np.random.default_rng(seed)
+    return Controller(FEATURE_NAMES, np.full(n, -1e9), np.full(n, 1e9), np.zeros(n), np.ones(n), rng.normal(size=n),
+                      0.0, {"fitted": "random weights, for tests"})

@@ -1,7 +1,7 @@
 """The ``edge-sdk`` command line: the app from :mod:`edge_sdk.cli.common` with every command group on it.
 
 Each module registers its commands when imported: :mod:`.stream` (inspect, truncate),
-:mod:`.models` (models, export), :mod:`.run` (encode, decode, run, samples),
+:mod:`.models` (models, export), :mod:`.run` (encode, decode, run, samples), :mod:`.serve`,
 :mod:`.doctor` (version, doctor), :mod:`.calibrate`, :mod:`.evaluate` (eval),
 :mod:`.engines` (build, verify), :mod:`.clib` (c-lib) and :mod:`.training` (the ``data`` and ``train`` groups).
 """
@@ -9,7 +9,7 @@ Each module registers its commands when imported: :mod:`.stream` (inspect, trunc
 from edge_sdk.cli.common import app, data_app, train_app
 
 # importing a module registers its commands; this order is the order `edge-sdk --help` lists them in
-from edge_sdk.cli import stream, models, doctor, run, calibrate, evaluate, engines, clib, training  # noqa: E402,F401
+from edge_sdk.cli import stream, models, doctor, run, serve, calibrate, evaluate, engines, clib, training  # noqa: E402,F401
 
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")

@@ -19,6 +19,8 @@ from edge_sdk.runtime.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from edge_sdk.runtime.pipeline import DEEPEST
 
 STREAM_SUFFIX = ".edgt"
+#: a local file with this suffix given to ``run --input`` lists stream URLs, one a line
+URL_LIST_SUFFIX = ".txt"
 
 
 # shared by encode and run
@@ -44,6 +46,66 @@ def _expand(inputs: list[Path]) -> list[Path]:
     if not files:
         fail("no images or streams found in the inputs")
     return files
+
+
+def _is_url(text: str) -> bool:
+    return text.lower().startswith(("http://", "https://"))
+
+
+def _split_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """(local images, streams and folders; stream URLs), URLs given directly or listed in .txt files
+    (one a line; blank lines and lines starting with # are skipped)."""
+    paths: list[Path] = []
+    urls: list[str] = []
+    for item in inputs:
+        if _is_url(item):
+            urls.append(item)
+        elif item.lower().endswith(URL_LIST_SUFFIX) and Path(item).is_file():
+            try:
+                lines = Path(item).read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                fail(f"cannot read the URL list {item}: {exc}")
+            for number, line in enumerate(lines, 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                if not _is_url(line):
+                    fail(f"{item}:{number}: {line!r} is not an http(s) URL")
+                urls.append(line)
+        else:
+            paths.append(Path(item))
+    return paths, urls
+
+
+def _fetch_policy(link: Optional[str]):
+    """The FetchPolicy of ``--link RTT_MS,KBIT_S`` (None: the default policy)."""
+    from edge_sdk.runtime.remote import FetchPolicy
+
+    if link is None:
+        return FetchPolicy()
+    try:
+        rtt_ms, kbit_s = (float(part) for part in link.split(","))
+        return FetchPolicy(link_rtt_s=rtt_ms / 1e3, link_bandwidth_bps=kbit_s * 1e3)
+    except ValueError:
+        fail(f"--link {link!r}: give the round-trip time in ms and the bandwidth in kbit/s, e.g. 500,50")
+
+
+def _fetch_rows(decoder, urls: list[str], threshold: Optional[float], full_depth: bool, concurrency: int, policy):
+    """One result row per URL, in order: the prediction and what fetching cost, or the error (with the
+    result at the last complete level when one was reached)."""
+    for url, outcome in decoder.fetch_many(urls, threshold, concurrency=concurrency,
+                                           level=DEEPEST if full_depth else None, policy=policy):
+        if isinstance(outcome, Exception):
+            row = {"file": url, "error": str(outcome), "error_type": type(outcome).__name__}
+            if outcome.partial is not None:
+                row["partial"] = outcome.partial.as_dict()
+            if outcome.stats is not None:
+                row["fetch"] = outcome.stats.as_dict()
+        else:
+            row = {"file": url, **outcome.as_dict()}
+            row["ms"] = {k: round(v, 1) for k, v in outcome.prediction.timings_ms.items()}
+            row["ms"]["total"] = round(outcome.stats.elapsed_ms, 1)
+        yield row
 
 
 def _warn_random(bundle) -> None:
@@ -206,7 +268,8 @@ def _run_one(path: Path, encoder, decoder, trace: bool, threshold: Optional[floa
 
 @app.command()
 def run(
-    inputs: list[Path] = typer.Option(..., "--input", "-i", help="Images, streams (.edgt) or folders of them (repeatable)."),
+    inputs: list[str] = typer.Option(..., "--input", "-i", help="Images, streams (.edgt) or folders of them, stream "
+                                     "URLs (http:// or https://), or .txt files listing URLs one a line (repeatable)."),
     bundle: Path = typer.Option(..., help="Bundle directory (from `edge-sdk export`)."),
     threshold: Optional[float] = typer.Option(None, help="Stop at the first level whose controller confidence "
                                               "(P(top-1 correct)) reaches this; default: the controller's own τ. "
@@ -221,6 +284,11 @@ def run(
     device: str = DEVICE_OPTION,
     threads: int = THREADS_OPTION,
     max_pixels: int = MAX_PIXELS_OPTION,
+    concurrency: int = typer.Option(4, min=1, max=256, help="Stream URLs fetched at once (one connection each)."),
+    link: Optional[str] = typer.Option(None, help="RTT_MS,KBIT_S of the link to the stream URLs (500,50 for LoRa): "
+                                       "the first request and the first batch of levels are then one "
+                                       "bandwidth-delay product (docs/streaming.md); default: batches of 1, 2, 4, "
+                                       "... controller checkpoints after a 1 KB first request."),
     as_json: bool = typer.Option(False, "--json", help="One JSON line per item, nothing else on stdout."),
 ) -> None:
     """Classify images or streams from the compressed latent, without reconstructing pixels.
@@ -231,6 +299,10 @@ def run(
     decoding stops at the first level it trusts at --threshold; without one, or with
     --full-depth, every byte is decoded. --trace shows how the answer evolves level
     by level.
+
+    Stream URLs are fetched from any HTTP server that answers range requests: a short
+    first range, then only the levels the controller needs, --concurrency at a time
+    (docs/streaming.md); each row adds what the fetch cost (bytes, requests, levels).
     """
     from edge_sdk.runtime.images import ImageError
     from edge_sdk.runtime.pipeline import Decoder, Encoder
@@ -247,10 +319,21 @@ def run(
     backend = backend_from_options(loaded, device, threads, engine)
     encoder = _encoder(Encoder, loaded, backend, short_side, prior, levels, max_pixels)
     decoder = Decoder(loaded, backend, max_pixels=max_pixels)
-    files = _expand(inputs)
+    paths, urls = _split_inputs(inputs)
+    if urls and trace:
+        fail("--trace classifies every level of a whole file; it does not apply to stream URLs")
+    policy = _fetch_policy(link)
+    files = _expand(paths) if paths or not urls else []
     rows, failures = [], 0
     with progress_bar(disable=as_json) as bar:
-        task = bar.add_task("run", total=len(files))
+        task = bar.add_task("run", total=len(files) + len(urls))
+        for row in _fetch_rows(decoder, urls, threshold, full_depth, concurrency, policy) if urls else ():
+            bar.update(task, description=row["file"].rsplit("/", 1)[-1])
+            failures += "error" in row
+            rows.append(row)
+            if as_json:
+                print(json.dumps(row), flush=True)
+            bar.advance(task)
         for path in files:
             bar.update(task, description=path.name)
             try:
@@ -264,6 +347,8 @@ def run(
                 print(json.dumps(row), flush=True)
             bar.advance(task)
     if not as_json:
+        from rich.markup import escape
+
         for row in rows:
             if "trace" in row:
                 t = Table(title=f"{Path(row['file']).name}: top-1 at each level")
@@ -277,12 +362,15 @@ def run(
             summary.add_column(col)
         for row in rows:
             if "error" in row:
-                summary.add_row(Path(row["file"]).name, f"[red]{row['error'][:50]}[/red]", "", "", "", "", "")
+                summary.add_row(row["file"].rsplit("/", 1)[-1], f"[red]{escape(row['error'][:60])}[/red]", "", "", "",
+                                "", "")
                 continue
             top = row["top_k"][0]
-            summary.add_row(Path(row["file"]).name, top["name"][:40], f"{top['prob']:.2f}",
+            fetched = f" ({row['fetch']['bytes_fetched']} fetched in {row['fetch']['requests']} requests)" \
+                if "fetch" in row else ""
+            summary.add_row(row["file"].rsplit("/", 1)[-1], top["name"][:40], f"{top['prob']:.2f}",
                             f"{row['confidence']:.2f}" if "confidence" in row else "-",
-                            f"{row['level']}/{row['levels']}", f"{row['bytes_used']}/{row['bytes_total']}",
+                            f"{row['level']}/{row['levels']}", f"{row['bytes_used']}/{row['bytes_total']}{fetched}",
                             f"{row['ms']['total']:.0f}")
         console.print(summary)
         for row in rows:

@@ -20,6 +20,7 @@ the synthesis graph.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -156,11 +157,16 @@ class GraphSet:
         self.bundle = bundle
         self.backend = backend
         self._runners: dict[str, Runner] = {}
+        # Decoder.fetch_many decodes on several threads: a graph must still be loaded once
+        self._load_lock = threading.Lock()
 
     def runner(self, name: str) -> Runner:
         runner = self._runners.get(name)
         if runner is None or not runner.is_active:
-            runner = self._runners[name] = self.backend.load(self.bundle.graphs[name])
+            with self._load_lock:
+                runner = self._runners.get(name)
+                if runner is None or not runner.is_active:
+                    runner = self._runners[name] = self.backend.load(self.bundle.graphs[name])
         return runner
 
     def run(self, name: str, **feeds: np.ndarray) -> dict[str, np.ndarray]:

@@ -8,7 +8,7 @@ import pytest
 #: side → (modules it imports, modules that must stay out of sys.modules)
 LIGHT_SIDES = {
     "runtime": ("edge_sdk, edge_sdk.runtime, edge_sdk.runtime.codec, edge_sdk.runtime.coders",
-                ("torch", "torchvision", "timm", "scipy", "onnx")),
+                ("torch", "torchvision", "timm", "scipy", "onnx", "urllib3")),
     # a Jetson builds and runs engines with TensorRT and ONNX but no torch
     "engine side": ("edge_sdk.runtime.integer_prior, edge_sdk.runtime.backends, edge_sdk.runtime.backends.ort, "
                     "edge_sdk.runtime.backends.tensorrt, edge_sdk.calibration.int8, edge_sdk.cli",
