@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_write", "atomic_file", "atomic_directory", "sha256_file"]
+__all__ = ["atomic_write", "atomic_file", "atomic_directory", "sha256_file", "sweep_dead_writers"]
 
 
 def _umask() -> int:
@@ -34,6 +34,46 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_dead_writers(path: str | Path) -> list[Path]:
+    """Tidy what a writer of ``path`` killed outright (SIGKILL, power loss) left beside it.
+
+    Temporaries are named ``.NAME.tmp-PID-*`` (and a replaced folder ``.NAME.old-PID-*``), so
+    those of a process that no longer exists are known to be abandoned: temporaries are
+    removed; an ``.old`` folder is renamed back to ``NAME`` when ``NAME`` is missing (the
+    writer died between its two renames, so the previous version is restored), else removed.
+    Live writers' files and anything not named this way are never touched. Returns what was
+    removed or restored.
+    """
+    path = Path(path)
+    touched = []
+    stem = path.stem if not path.is_dir() and path.suffix else path.name
+    for prefix in {f".{path.name}.", f".{stem}."}:
+        for sibling in sorted(path.parent.glob(f"{prefix}*")) if path.parent.is_dir() else ():
+            kind, _, rest = sibling.name[len(prefix):].partition("-")
+            pid_text = rest.partition("-")[0]
+            if kind not in ("tmp", "old") or not pid_text.isdigit() or _alive(int(pid_text)):
+                continue
+            if kind == "old" and not path.exists() and sibling.is_dir():
+                sibling.rename(path)
+            elif sibling.is_dir() and not sibling.is_symlink():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    sibling.unlink()
+            touched.append(sibling)
+    return touched
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on a clean exit it is fsynced and renamed onto ``path``.
@@ -44,7 +84,8 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    sweep_dead_writers(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-{os.getpid()}-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -77,14 +118,15 @@ def atomic_directory(out: str | Path, mode_from_umask: bool = True) -> Iterator[
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    sweep_dead_writers(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     if mode_from_umask:
         os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         old = None
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
             os.rmdir(old)
             out.rename(old)
         tmp.rename(out)

@@ -17,5 +17,15 @@ app.add_typer(train_app, name="train")
 __all__ = ["app", "main"]
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    # Python's default SIGTERM ends the process where it stands; raising instead unwinds the
+    # stack, so every atomic write in progress removes its temporary (runtime/fileio.py)
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     app()
