@@ -58,6 +58,15 @@ if [ ! -x "$PY_ARM" ]; then
   for deb in "$AARCH64_ROOT"/var/cache/apt/archives/*.deb; do dpkg -x "$deb" "$AARCH64_ROOT"; done
 fi
 export QEMU_LD_PREFIX=$AARCH64_ROOT
+# qemu-user 7.2 passes the host's /proc/cpuinfo through, in x86 format; onnxruntime's cpuinfo
+# library then finds no ARM core and dereferences NULL while the extension loads (SIGSEGV on
+# `import onnxruntime`). QEMU_LD_PREFIX redirects every path that exists under the root, so an
+# arm64 /proc/cpuinfo there (Jetson Orin's core: Cortex-A78AE, part 0xd42) is what it reads.
+if [ ! -s "$AARCH64_ROOT/proc/cpuinfo" ]; then
+  for i in $(seq 0 $(($(nproc) - 1))); do
+    printf 'processor\t: %d\nBogoMIPS\t: 62.50\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp uscat ilrcpc flagm paca pacg\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x1\nCPU part\t: 0xd42\nCPU revision\t: 1\n\n' "$i"
+  done >"$AARCH64_ROOT/proc/cpuinfo"
+fi
 PYVER=$("$QEMU" "$PY_ARM" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 log "aarch64 python $PYVER: $("$QEMU" "$PY_ARM" -c 'import platform; print(platform.machine(), platform.python_version())')"
 
@@ -93,7 +102,7 @@ if ! "$PY" -c 'import numba, onnxruntime, pytest, edge_sdk' 2>/dev/null; then
     "$PY" "$PIP_WHEEL/pip" install -q --no-index "$PIP_WHEEL"   # pip runs from its own wheel
   fi
   log "pip install (aarch64 wheels only)"
-  timed nice -n 10 "$PY" -m pip install -q --disable-pip-version-check --only-binary=:all: \
+  timed nice -n 10 "$PY" -m pip install -q --disable-pip-version-check --no-compile --only-binary=:all: \
     $(pin numpy numba llvmlite onnxruntime pillow typer rich pytest hypothesis threadpoolctl scikit-image) \
     >"$WORK/pip.log" 2>&1 || { tail -20 "$WORK/pip.log"; exit 1; }
   # edge-sdk itself is pure Python: editable, built in pip's isolated environment (setuptools from
