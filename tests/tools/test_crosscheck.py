@@ -42,16 +42,23 @@ def runs(tmp_path_factory, crosscheck):
     assert crosscheck.main(["encode", *common, "--photos", str(tmp / "photos.txt"), "--out", str(a)]) == 0
     assert crosscheck.main(["encode", *common, "--photos", str(tmp / "photos.txt"), "--out", str(b),
                             "--latents-from", str(a)]) == 0
-    for who, streams in (("a", a), ("b", b)):
-        for decoder in ("a", "b"):
-            assert crosscheck.main(["decode", "--bundle", str(TINY_BUNDLE), "--streams", str(streams / "streams"),
-                                    "--out", str(streams / f"decode-{decoder}.json")]) == 0
+    for k in (0, 1):  # machine b decodes a's streams in two shards, merged (as run.sh does)
+        assert crosscheck.main(["decode", "--bundle", str(TINY_BUNDLE), "--streams", str(a / "streams"),
+                                "--shard", f"{k}/2", "--out", str(a / f"decode-b.{k}.json")]) == 0
+    assert crosscheck.main(["merge", "--out", str(a / "decode-b.json"), str(a / "decode-b.0.json"),
+                            str(a / "decode-b.1.json")]) == 0
+    for streams, out in ((a / "streams", a / "decode-a.json"),
+                         (b / "reencoded", b / "decode-reencoded-a.json"),
+                         (b / "streams", b / "decode-a.json"), (b / "streams", b / "decode-b.json")):
+        assert crosscheck.main(["decode", "--bundle", str(TINY_BUNDLE), "--streams", str(streams),
+                                "--out", str(out)]) == 0
     return a, b
 
 
 def compare(crosscheck, a, b, out):
     return crosscheck.main(["compare", "--a", str(a), "--b", str(b),
                             "--a-decodes-a", str(a / "decode-a.json"), "--b-decodes-a", str(a / "decode-b.json"),
+                            "--a-decodes-b-reencoded", str(b / "decode-reencoded-a.json"),
                             "--a-decodes-b", str(b / "decode-a.json"), "--b-decodes-b", str(b / "decode-b.json"),
                             "--out", str(out)])
 
@@ -63,10 +70,10 @@ def test_same_machine_is_bit_exact(crosscheck, runs, tmp_path):
     assert result["bit_exact"]
     assert result["reencode_b_vs_a"] == {**result["reencode_b_vs_a"], "streams": 6, "equal": 6, "differing": []}
     assert result["reencode_b_vs_a"]["streams_with_escapes"] >= 2  # the escape variants do escape
-    decoded = result["decode_a_streams"]
-    assert decoded["streams"] == 6 and decoded["levels"] > 6 and not decoded["differing"]
-    assert decoded["top1_checked"] == decoded["top1_agree"] == 4 * 2  # 4 photo streams x 2 checkpoints
-    assert decoded["logit_max_abs"] == 0.0 and decoded["image_differing_pixels"] == 0
+    for decoded in (result["decode_a_streams"], result["decode_b_reencoded"], result["decode_b_streams"]):
+        assert decoded["streams"] == 6 and decoded["levels"] > 6 and not decoded["differing"]
+        assert decoded["top1_checked"] == decoded["top1_agree"] == 4 * 2  # 4 photo streams x 2 checkpoints
+        assert decoded["logit_max_abs"] == 0.0 and decoded["image_differing_pixels"] == 0
 
 
 def test_a_changed_level_is_found(crosscheck, runs, tmp_path):
@@ -80,6 +87,7 @@ def test_a_changed_level_is_found(crosscheck, runs, tmp_path):
         assert compare(crosscheck, a, b, tmp_path / "c.json") == 1
         result = json.loads((tmp_path / "c.json").read_text())
         assert result["decode_a_streams"]["differing"] == {name: ["means", "y_hat@levels[1]"]}
+        assert result["decode_b_reencoded"]["differing"] == {name: ["means", "y_hat@levels[1]"]}
         assert not result["bit_exact"]
     finally:
         crosscheck.main(["decode", "--bundle", str(TINY_BUNDLE), "--streams", str(a / "streams"),

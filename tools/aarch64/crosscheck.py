@@ -4,7 +4,8 @@ Runs on any Python that imports ``edge_sdk`` (no torch). ``tools/aarch64/run.sh`
 x86-64 and, under qemu-user, on aarch64; ``docs/platforms.md`` has the results.
 
     crosscheck.py encode  --bundle B --photos LIST --out DIR [--latents-from DIR2]
-    crosscheck.py decode  --bundle B --streams DIR/streams --out REPORT.json [--checkpoints 3]
+    crosscheck.py decode  --bundle B --streams DIR/streams --out REPORT.json [--shard k/n] [--float-every k]
+    crosscheck.py merge   --out REPORT.json SHARD.json ...
     crosscheck.py compare --a DIR_A --b DIR_B --reports ... (see ``compare --help``)
 
 ``encode`` writes, per photo, the latent the pipeline computed on this machine (``y`` and ``z``,
@@ -21,7 +22,8 @@ the reconstruction at the deepest level go to an ``.npz`` beside the report (flo
 ONNX Runtime: compared within a tolerance, with top-1 agreement).
 
 ``compare`` reads two machines' outputs and prints one JSON summary; it exits 1 when any stream
-byte, scale index, mean, ŷ or residual differs.
+byte, scale index, mean, ŷ or residual differs: b's re-encoding of a's latents against a's streams,
+and each stream set decoded on both machines (a's streams, b's re-encoded ones, b's own).
 """
 
 from __future__ import annotations
@@ -206,13 +208,17 @@ def cmd_decode(args) -> int:
     bundle = Bundle.load(args.bundle)
     graphs = GraphSet(bundle, open_backend(args.backend, threads=args.threads))
     files = sorted(Path(args.streams).glob("*.bin"))[: args.limit or None]
+    k, n = (int(v) for v in args.shard.split("/"))
+    files = files[k::n]
     report = {"machine": machine(), "streams_dir": str(args.streams), "streams": {}}
     arrays = {}
     t0 = time.perf_counter()
     for i, path in enumerate(files):
         t = time.perf_counter()
         data = path.read_bytes()
-        record, arr = decode_one(bundle, graphs, data, args.checkpoints, float_outputs="escapes" not in path.name)
+        # float outputs (ONNX Runtime: slow under emulation) for every --float-every-th photo's streams
+        float_outputs = "escapes" not in path.name and int(path.name.split("-")[0]) % args.float_every == 0
+        record, arr = decode_one(bundle, graphs, data, args.checkpoints, float_outputs=float_outputs)
         record["sha"] = sha(data)
         record["decode_s"] = round(time.perf_counter() - t, 2)
         report["streams"][path.name] = record
@@ -282,6 +288,24 @@ def load_report(path: Path) -> tuple[dict, dict]:
     return report, arrays
 
 
+def cmd_merge(args) -> int:
+    """Join the reports (and arrays) of decode shards into one."""
+    merged, arrays, seconds = None, {}, 0.0
+    for path in args.reports:
+        report, arr = load_report(Path(path))
+        seconds += report["seconds"]
+        if merged is None:
+            merged = report
+        else:
+            merged["streams"].update(report["streams"])
+        arrays.update(arr)
+    merged["seconds"] = round(seconds, 1)  # summed over the shards: CPU-side time, not wall time
+    out = Path(args.out)
+    out.write_text(json.dumps(merged, indent=1))
+    np.savez_compressed(out.with_suffix(".npz"), **arrays)
+    return 0
+
+
 def cmd_compare(args) -> int:
     a_dir, b_dir = Path(args.a), Path(args.b)
     enc_a = json.loads((a_dir / "encode.json").read_text())
@@ -295,9 +319,11 @@ def cmd_compare(args) -> int:
         enc_a["photos"][p]["y"] == enc_b["photos"].get(p, {}).get("y") for p in enc_a["photos"])
     result["photo_encode_b_vs_a"]["latent_z_equal"] = sum(
         enc_a["photos"][p]["z"] == enc_b["photos"].get(p, {}).get("z") for p in enc_a["photos"])
-    # 3. decoding: each stream set decoded on both machines
+    # 3. decoding: each stream set decoded on both machines. b's re-encoded streams are a's streams
+    #    byte for byte (1.), so b's decode of a's streams is b's decode of them too ("sha" is compared)
     ok = not result["reencode_b_vs_a"]["differing"] and not result["reencode_b_vs_a"]["only_one_side"]
     for label, (pa, pb) in {"a_streams": (args.a_decodes_a, args.b_decodes_a),
+                            "b_reencoded": (args.a_decodes_b_reencoded, args.b_decodes_a),
                             "b_streams": (args.a_decodes_b, args.b_decodes_b)}.items():
         ra, xa = load_report(Path(pa))
         rb, xb = load_report(Path(pb))
@@ -329,17 +355,22 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     d.add_argument("--out", required=True, help="report .json (arrays go to the .npz beside it)")
     d.add_argument("--checkpoints", type=int, default=2, help="levels at which the classifier runs (2: level 0 and the deepest)")
     d.add_argument("--limit", type=int, default=0)
+    d.add_argument("--shard", default="0/1", help="k/n: decode every n-th stream from the k-th (run n in parallel)")
+    d.add_argument("--float-every", type=int, default=1, help="logits and reconstructions for every k-th photo")
     for q in (e, d):
         q.add_argument("--backend", default="ort:cpu")
         q.add_argument("--threads", type=int, default=1)
     c = sub.add_parser("compare", help="compare machine a's and machine b's outputs")
     c.add_argument("--a", required=True, help="machine a's encode folder")
     c.add_argument("--b", required=True, help="machine b's encode folder (with --latents-from a)")
-    for who in ("a_decodes_a", "b_decodes_a", "a_decodes_b", "b_decodes_b"):
+    for who in ("a_decodes_a", "b_decodes_a", "a_decodes_b_reencoded", "a_decodes_b", "b_decodes_b"):
         c.add_argument(f"--{who.replace('_', '-')}", required=True, dest=who, help="a decode report .json")
     c.add_argument("--out")
+    m = sub.add_parser("merge", help="join decode shards' reports")
+    m.add_argument("--out", required=True)
+    m.add_argument("reports", nargs="+")
     args = p.parse_args(list(argv) if argv is not None else None)
-    return {"encode": cmd_encode, "decode": cmd_decode, "compare": cmd_compare}[args.cmd](args)
+    return {"encode": cmd_encode, "decode": cmd_decode, "compare": cmd_compare, "merge": cmd_merge}[args.cmd](args)
 
 
 if __name__ == "__main__":

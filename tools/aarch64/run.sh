@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The runtime on aarch64 under qemu-user, and streams crossing x86-64 <-> aarch64 bit for bit.
 #
-#   sudo tools/aarch64/run.sh [--photos N] [--bundle DIR] [--skip-tests] [--skip-crosscheck]
+#   tools/aarch64/run.sh [--photos 67] [--arm-photos 4] [--float-every 17] [--jobs 2] [--bundle DIR]
+#                        [--skip-tests] [--skip-crosscheck]        (as root: apt-get, debootstrap)
 #
 # 1. an arm64 Debian root (debootstrap --foreign: download and unpack only, no arm64 code runs),
 #    the python3 packages unpacked into it with dpkg -x; cached in $AARCH64_ROOT between runs
@@ -11,8 +12,8 @@
 # 3. the runtime's dependencies from PyPI, wheels only (--only-binary=:all:), the versions the
 #    x86-64 venv has, then edge-sdk itself (pip install --no-deps -e: pure Python)
 # 4. the runtime tests that need no torch, in the emulated python
-# 5. tools/aarch64/crosscheck.py: encode on x86-64, decode on aarch64; encode on aarch64 (from
-#    the photos and from x86-64's latents), decode on x86-64; compare (exit 1 if any bit differs)
+# 5. tools/aarch64/crosscheck.py: encode on x86-64, decode on aarch64; encode on aarch64 (a few
+#    photos end to end, and every x86-64 latent), decode on x86-64; compare (exit 1 if a bit differs)
 #
 # Everything outside the repository: root, venv, bundle, streams, logs (under $WORK). See
 # docs/platforms.md for what it found and how long each step takes.
@@ -24,13 +25,19 @@ WORK=${WORK:-/root/aarch64-work}
 SUITE=${SUITE:-bookworm}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 HOST_PY=${HOST_PY:-$REPO/.venv/bin/python}
-PHOTOS=70
+PHOTOS=67          # x 3 streams (two orderings, one with escapes) = 201
+ARM_PHOTOS=4       # photos that aarch64 also runs through the whole pipeline (ONNX analysis: slow)
+FLOAT_EVERY=17     # logits and reconstructions compared for every 17th photo's streams
+JOBS=2
 BUNDLE=""
 RUN_TESTS=1
 RUN_CROSS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --photos) PHOTOS=$2; shift 2 ;;
+    --arm-photos) ARM_PHOTOS=$2; shift 2 ;;
+    --float-every) FLOAT_EVERY=$2; shift 2 ;;
+    --jobs) JOBS=$2; shift 2 ;;
     --bundle) BUNDLE=$2; shift 2 ;;
     --skip-tests) RUN_TESTS=0; shift ;;
     --skip-crosscheck) RUN_CROSS=0; shift ;;
@@ -119,7 +126,7 @@ if [ $RUN_TESTS = 1 ]; then
   # the import-graph test; tests/export, tests/calibration and tests/cli need torch or the CLI's
   # export/calibration extras
   log "pytest tests/runtime on aarch64 (log: $WORK/pytest-aarch64.log)"
-  (cd "$REPO" && timed nice -n 10 "$PY" -m pytest -q -p no:cacheprovider tests/runtime tests/test_import_graph.py \
+  (cd "$REPO" && timed nice -n 10 "$PY" -m pytest -v -rfEs -p no:cacheprovider tests/runtime tests/test_import_graph.py \
      --ignore=tests/runtime/backends/test_tensorrt_build.py 2>&1 | tee "$WORK/pytest-aarch64.log" | tail -15) || true
 fi
 
@@ -132,19 +139,43 @@ if [ $RUN_CROSS = 1 ]; then
   X=$WORK/x86_64; A=$WORK/aarch64; CC=$REPO/tools/aarch64/crosscheck.py
   rm -rf "$X" "$A"
   mkdir -p "$X" "$A"
-  # real photos: Kodak, then the ImageNet sample (shared/data), first N
-  { ls "$REPO"/../shared/data/kodak/*.png "$REPO"/../shared/data/imagenet-sample/val/*.JPEG 2>/dev/null \
-    || ls /work/shared/data/kodak/*.png /work/shared/data/imagenet-sample/val/*.JPEG; } | head -n "$PHOTOS" >"$WORK/photos.txt"
-  log "crosscheck over $(wc -l <"$WORK/photos.txt") photos (logs in $WORK/*.log)"
-  log "x86-64: encode";   timed nice -n 5 "$HOST_PY" "$CC" encode --bundle "$BUNDLE" --photos "$WORK/photos.txt" --out "$X" >"$WORK/x86-encode.log"
-  log "x86-64: decode x86-64's streams"; timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$X/streams" --out "$X/decode-x86_64.json" >"$WORK/x86-decode-x86.log"
-  log "aarch64: encode (photos, and x86-64's latents)"
-  timed nice -n 10 "$PY" "$CC" encode --bundle "$BUNDLE" --photos "$WORK/photos.txt" --out "$A" --latents-from "$X" >"$WORK/arm-encode.log"
-  log "aarch64: decode x86-64's streams"; timed nice -n 10 "$PY" "$CC" decode --bundle "$BUNDLE" --streams "$X/streams" --out "$X/decode-aarch64.json" >"$WORK/arm-decode-x86.log"
-  log "aarch64: decode aarch64's streams"; timed nice -n 10 "$PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/streams" --out "$A/decode-aarch64.json" >"$WORK/arm-decode-arm.log"
-  log "x86-64: decode aarch64's streams"; timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/streams" --out "$A/decode-x86_64.json" >"$WORK/x86-decode-arm.log"
-  log "compare"
+  # real photos: Kodak, then the ImageNet sample (shared/data), the first $PHOTOS
+  SHARED=$REPO/../shared/data; [ -d "$SHARED/kodak" ] || SHARED=/work/shared/data
+  ls "$SHARED"/kodak/*.png "$SHARED"/imagenet-sample/val/*.JPEG | head -n "$PHOTOS" >"$WORK/photos.txt"
+  log "crosscheck: $(wc -l <"$WORK/photos.txt") photos x 3 streams (logs: $WORK/*.log)"
+  log "x86-64: encode"
+  timed nice -n 5 "$HOST_PY" "$CC" encode --bundle "$BUNDLE" --photos "$WORK/photos.txt" --out "$X" >"$WORK/x86-encode.log"
+  # aarch64, in parallel: JOBS shards decoding x86-64's streams (ONNX Runtime's float outputs for
+  # every FLOAT_EVERY-th photo only: about 2 minutes a stream under qemu), and one encoder (the
+  # first ARM_PHOTOS photos through the whole pipeline, then all of x86-64's latents re-encoded)
+  log "aarch64: encode $ARM_PHOTOS photos + re-encode x86-64's latents; decode x86-64's streams in $JOBS shards"
+  pids=()
+  nice -n 10 "$PY" "$CC" encode --bundle "$BUNDLE" --photos "$WORK/photos.txt" --limit "$ARM_PHOTOS" \
+    --out "$A" --latents-from "$X" >"$WORK/arm-encode.log" 2>&1 &
+  pids+=($!)
+  for k in $(seq 0 $((JOBS - 1))); do
+    nice -n 10 "$PY" "$CC" decode --bundle "$BUNDLE" --streams "$X/streams" --shard "$k/$JOBS" \
+      --float-every "$FLOAT_EVERY" --out "$X/decode-aarch64.$k.json" >"$WORK/arm-decode-x86.$k.log" 2>&1 &
+    pids+=($!)
+  done
+  log "x86-64: decode x86-64's streams"
+  timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$X/streams" --float-every "$FLOAT_EVERY" \
+    --out "$X/decode-x86_64.json" >"$WORK/x86-decode-x86.log"
+  t0=$SECONDS
+  for pid in "${pids[@]}"; do wait "$pid" || { echo "an aarch64 job failed: see $WORK/arm-*.log" >&2; exit 1; }; done
+  log "  aarch64 jobs done after $((SECONDS - t0)) s more"
+  "$HOST_PY" "$CC" merge --out "$X/decode-aarch64.json" "$X"/decode-aarch64.[0-9]*.json
+  log "aarch64: decode aarch64's own streams"
+  timed nice -n 10 "$PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/streams" --float-every 1 \
+    --out "$A/decode-aarch64.json" >"$WORK/arm-decode-arm.log"
+  log "x86-64: decode aarch64's streams (own and re-encoded)"
+  timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/streams" --float-every 1 \
+    --out "$A/decode-x86_64.json" >"$WORK/x86-decode-arm.log"
+  timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/reencoded" --float-every "$FLOAT_EVERY" \
+    --out "$A/decode-reencoded-x86_64.json" >"$WORK/x86-decode-arm-reencoded.log"
+  log "compare (a = x86-64, b = aarch64) -> $WORK/compare.json"
   "$HOST_PY" "$CC" compare --a "$X" --b "$A" \
     --a-decodes-a "$X/decode-x86_64.json" --b-decodes-a "$X/decode-aarch64.json" \
+    --a-decodes-b-reencoded "$A/decode-reencoded-x86_64.json" \
     --a-decodes-b "$A/decode-x86_64.json" --b-decodes-b "$A/decode-aarch64.json" --out "$WORK/compare.json"
 fi
