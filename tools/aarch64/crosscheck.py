@@ -21,7 +21,8 @@ and at the last level of the exact residual; classifier logits at ``--checkpoint
 the reconstruction at the deepest level go to an ``.npz`` beside the report (float outputs of
 ONNX Runtime: compared within a tolerance, with top-1 agreement).
 
-``compare`` reads two machines' outputs and prints one JSON summary; it exits 1 when any stream
+``compare`` reads two machines' outputs and prints one JSON summary (``bit_exact``: over the streams
+both finished; ``complete``: none is missing); it exits 1 when either is false, that is when any stream
 byte, scale index, mean, ŷ or residual differs: b's re-encoding of a's latents against a's streams,
 and each stream set decoded on both machines (a's streams, b's re-encoded ones, b's own).
 """
@@ -124,6 +125,21 @@ def cmd_encode(args) -> int:
     summary = {"machine": machine(), "bundle": str(args.bundle), "short_side": args.short_side,
                "escape_gain": ESCAPE_GAIN, "photos": {}, "streams": {}, "reencoded": {}}
     t0 = time.perf_counter()
+
+    def save():  # after every item: an interrupted run still leaves what it did
+        summary["seconds"] = round(time.perf_counter() - t0, 1)
+        (out / "encode.json").write_text(json.dumps(summary, indent=1))
+
+    if args.latents_from:  # first: it is the cheap part (no ONNX), and the one the check needs
+        (out / "reencoded").mkdir(exist_ok=True)
+        for npz in sorted(Path(args.latents_from, "latents").glob("*.npz")):
+            t = time.perf_counter()
+            with np.load(npz) as f:
+                y, z, size, pad = f["y"], f["z"], f["image_size"], f["padding"]
+            summary["reencoded"].update(encode_streams(bundle, encoder.graphs, y, z, size.tolist(), pad.tolist(),
+                                                       out / "reencoded", npz.stem))
+            save()
+            print(f"[reencode] {npz.stem} {time.perf_counter() - t:.1f} s", flush=True)
     for i, photo in enumerate(photos):
         pid = photo_id(i, photo)
         t = time.perf_counter()
@@ -139,17 +155,9 @@ def cmd_encode(args) -> int:
                              ordering=Ordering.EXPECTED_VARIANCE).encode(photo)
             if direct != (out / "streams" / f"{pid}.ev.bin").read_bytes():
                 raise SystemExit("encode_latent on the pipeline's latent differs from Encoder.encode")
+        save()
         print(f"[encode] {i + 1}/{len(photos)} {pid} {time.perf_counter() - t:.1f} s", flush=True)
-    if args.latents_from:
-        (out / "reencoded").mkdir(exist_ok=True)
-        for npz in sorted(Path(args.latents_from, "latents").glob("*.npz")):
-            with np.load(npz) as f:
-                y, z, size, pad = f["y"], f["z"], f["image_size"], f["padding"]
-            summary["reencoded"].update(encode_streams(bundle, encoder.graphs, y, z, size.tolist(), pad.tolist(),
-                                                       out / "reencoded", npz.stem))
-            print(f"[reencode] {npz.stem}", flush=True)
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
-    (out / "encode.json").write_text(json.dumps(summary, indent=1))
+    save()
     print(f"[encode] {len(summary['streams'])} streams, {len(summary['reencoded'])} re-encoded, "
           f"{summary['seconds']} s", flush=True)
     return 0
@@ -204,6 +212,12 @@ def decode_one(bundle: Bundle, graphs: GraphSet, data: bytes, checkpoints: int,
     return record, arrays
 
 
+def save(report: dict, arrays: dict, t0: float, out: Path) -> None:
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    np.savez_compressed(out.with_suffix(".npz"), **arrays)
+    out.write_text(json.dumps(report, indent=1))
+
+
 def cmd_decode(args) -> int:
     bundle = Bundle.load(args.bundle)
     graphs = GraphSet(bundle, open_backend(args.backend, threads=args.threads))
@@ -211,6 +225,8 @@ def cmd_decode(args) -> int:
     k, n = (int(v) for v in args.shard.split("/"))
     files = files[k::n]
     report = {"machine": machine(), "streams_dir": str(args.streams), "streams": {}}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {}
     t0 = time.perf_counter()
     for i, path in enumerate(files):
@@ -223,12 +239,9 @@ def cmd_decode(args) -> int:
         record["decode_s"] = round(time.perf_counter() - t, 2)
         report["streams"][path.name] = record
         arrays.update({f"{path.name}/{k}": v for k, v in arr.items()})
+        save(report, arrays, t0, out)  # after every stream: an interrupted run still leaves what it did
         print(f"[decode] {i + 1}/{len(files)} {path.name} {record['levels']} levels {record['decode_s']} s", flush=True)
-    report["seconds"] = round(time.perf_counter() - t0, 1)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
-    np.savez_compressed(out.with_suffix(".npz"), **arrays)
+    save(report, arrays, t0, out)
     print(f"[decode] {len(files)} streams in {report['seconds']} s -> {out}", flush=True)
     return 0
 
@@ -321,7 +334,8 @@ def cmd_compare(args) -> int:
         enc_a["photos"][p]["z"] == enc_b["photos"].get(p, {}).get("z") for p in enc_a["photos"])
     # 3. decoding: each stream set decoded on both machines. b's re-encoded streams are a's streams
     #    byte for byte (1.), so b's decode of a's streams is b's decode of them too ("sha" is compared)
-    ok = not result["reencode_b_vs_a"]["differing"] and not result["reencode_b_vs_a"]["only_one_side"]
+    exact = not result["reencode_b_vs_a"]["differing"]
+    complete = not result["reencode_b_vs_a"]["only_one_side"]
     for label, (pa, pb) in {"a_streams": (args.a_decodes_a, args.b_decodes_a),
                             "b_reencoded": (args.a_decodes_b_reencoded, args.b_decodes_a),
                             "b_streams": (args.a_decodes_b, args.b_decodes_b)}.items():
@@ -330,8 +344,11 @@ def cmd_compare(args) -> int:
         cmp = compare_reports(ra, rb, xa, xb)
         cmp["decode_s"] = {"a": ra["seconds"], "b": rb["seconds"]}
         result[f"decode_{label}"] = cmp
-        ok = ok and not cmp["differing"] and not cmp["missing"] and cmp["streams"] > 0
-    result["bit_exact"] = ok
+        exact = exact and not cmp["differing"] and cmp["streams"] > 0
+        complete = complete and not cmp["missing"]
+    result["bit_exact"] = exact  # over every stream both machines finished
+    result["complete"] = complete  # no stream only one machine finished (an interrupted run)
+    ok = exact and complete
     text = json.dumps(result, indent=1)
     if args.out:
         Path(args.out).write_text(text)

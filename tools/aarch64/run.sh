@@ -27,7 +27,7 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 HOST_PY=${HOST_PY:-$REPO/.venv/bin/python}
 PHOTOS=67          # x 3 streams (two orderings, one with escapes) = 201
 ARM_PHOTOS=4       # photos that aarch64 also runs through the whole pipeline (ONNX analysis: slow)
-FLOAT_EVERY=17     # logits and reconstructions compared for every 17th photo's streams
+FLOAT_EVERY=34     # logits and reconstructions compared for every 34th photo's streams (0, 34)
 JOBS=2
 BUNDLE=""
 RUN_TESTS=1
@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 mkdir -p "$WORK"
-log() { echo "[$(date -u +%H:%M:%S)] $*"; }
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 timed() { local t0=$SECONDS; "$@"; log "  took $((SECONDS - t0)) s"; }
 
 # ---------------------------------------------------------------- 1. host tools, arm64 root
@@ -141,7 +141,7 @@ if [ $RUN_CROSS = 1 ]; then
   mkdir -p "$X" "$A"
   # real photos: Kodak, then the ImageNet sample (shared/data), the first $PHOTOS
   SHARED=$REPO/../shared/data; [ -d "$SHARED/kodak" ] || SHARED=/work/shared/data
-  ls "$SHARED"/kodak/*.png "$SHARED"/imagenet-sample/val/*.JPEG | head -n "$PHOTOS" >"$WORK/photos.txt"
+  { ls "$SHARED"/kodak/*.png; ls "$SHARED"/imagenet-sample/val/*.JPEG; } | head -n "$PHOTOS" >"$WORK/photos.txt"
   log "crosscheck: $(wc -l <"$WORK/photos.txt") photos x 3 streams (logs: $WORK/*.log)"
   log "x86-64: encode"
   timed nice -n 5 "$HOST_PY" "$CC" encode --bundle "$BUNDLE" --photos "$WORK/photos.txt" --out "$X" >"$WORK/x86-encode.log"
