@@ -172,7 +172,7 @@ def checkpoint_levels(levels: int, count: int) -> list[int]:
 
 
 def decode_one(bundle: Bundle, graphs: GraphSet, data: bytes, checkpoints: int,
-               float_outputs: bool = True) -> tuple[dict, dict]:
+               float_outputs: bool = True, cm_every_level: bool = True) -> tuple[dict, dict]:
     """Hashes of every level's exact results; logits at ``checkpoints`` levels and the deepest
     reconstruction when ``float_outputs`` (not for the escape variant: its latent is no photo's)."""
     header = read_header(data)
@@ -199,7 +199,8 @@ def decode_one(bundle: Bundle, graphs: GraphSet, data: bytes, checkpoints: int,
             raise RuntimeError(f"fed the bytes of level {level}, the decoder reached {dec.level}")
         y_hat = dec.y_hat()
         record["y_hat"].append(sha(y_hat))
-        record["y_hat_cm"].append(sha(dec.y_hat("conditional_mean")))
+        if cm_every_level or level == levels:
+            record["y_hat_cm"].append(sha(dec.y_hat("conditional_mean")))
         if float_outputs and level in wanted:
             logits.append(graphs.run("classifier", y_hat=y_hat[None])["logits"][0])
     record.update(seen)
@@ -212,9 +213,10 @@ def decode_one(bundle: Bundle, graphs: GraphSet, data: bytes, checkpoints: int,
     return record, arrays
 
 
-def save(report: dict, arrays: dict, t0: float, out: Path) -> None:
+def save(report: dict, arrays: Optional[dict], t0: float, out: Path) -> None:
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    np.savez_compressed(out.with_suffix(".npz"), **arrays)
+    if arrays is not None:
+        np.savez_compressed(out.with_suffix(".npz"), **arrays)
     out.write_text(json.dumps(report, indent=1))
 
 
@@ -229,17 +231,23 @@ def cmd_decode(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {}
     t0 = time.perf_counter()
+
+    def wants_float(path: Path) -> bool:  # ONNX Runtime's outputs: slow under emulation, so for a few
+        return "escapes" not in path.name and int(path.name.split("-")[0]) % args.float_every == 0
+
+    files.sort(key=wants_float)  # the exact results of every stream first, then the float outputs
+    save(report, arrays, t0, out)
     for i, path in enumerate(files):
         t = time.perf_counter()
         data = path.read_bytes()
-        # float outputs (ONNX Runtime: slow under emulation) for every --float-every-th photo's streams
-        float_outputs = "escapes" not in path.name and int(path.name.split("-")[0]) % args.float_every == 0
-        record, arr = decode_one(bundle, graphs, data, args.checkpoints, float_outputs=float_outputs)
+        float_outputs = wants_float(path)
+        record, arr = decode_one(bundle, graphs, data, args.checkpoints, float_outputs=float_outputs,
+                                 cm_every_level=args.cm == "every")
         record["sha"] = sha(data)
         record["decode_s"] = round(time.perf_counter() - t, 2)
         report["streams"][path.name] = record
         arrays.update({f"{path.name}/{k}": v for k, v in arr.items()})
-        save(report, arrays, t0, out)  # after every stream: an interrupted run still leaves what it did
+        save(report, arrays if arr else None, t0, out)  # after every stream: a run cut short leaves what it did
         print(f"[decode] {i + 1}/{len(files)} {path.name} {record['levels']} levels {record['decode_s']} s", flush=True)
     save(report, arrays, t0, out)
     print(f"[decode] {len(files)} streams in {report['seconds']} s -> {out}", flush=True)
@@ -372,6 +380,8 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     d.add_argument("--out", required=True, help="report .json (arrays go to the .npz beside it)")
     d.add_argument("--checkpoints", type=int, default=2, help="levels at which the classifier runs (2: level 0 and the deepest)")
     d.add_argument("--limit", type=int, default=0)
+    d.add_argument("--cm", choices=("every", "last"), default="every",
+                   help="ŷ under the conditional-mean rule at every level or the deepest only (midpoint ŷ: always every)")
     d.add_argument("--shard", default="0/1", help="k/n: decode every n-th stream from the k-th (run n in parallel)")
     d.add_argument("--float-every", type=int, default=1, help="logits and reconstructions for every k-th photo")
     for q in (e, d):

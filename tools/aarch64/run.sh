@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runtime on aarch64 under qemu-user, and streams crossing x86-64 <-> aarch64 bit for bit.
 #
-#   tools/aarch64/run.sh [--photos 67] [--arm-photos 4] [--float-every 17] [--jobs 2] [--bundle DIR]
+#   tools/aarch64/run.sh [--photos 67] [--arm-photos 4] [--float-every 67] [--cm last|every] [--jobs 2] [--bundle DIR]
 #                        [--skip-tests] [--skip-crosscheck]        (as root: apt-get, debootstrap)
 #
 # 1. an arm64 Debian root (debootstrap --foreign: download and unpack only, no arm64 code runs),
@@ -27,7 +27,8 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 HOST_PY=${HOST_PY:-$REPO/.venv/bin/python}
 PHOTOS=67          # x 3 streams (two orderings, one with escapes) = 201
 ARM_PHOTOS=4       # photos that aarch64 also runs through the whole pipeline (ONNX analysis: slow)
-FLOAT_EVERY=34     # logits and reconstructions compared for every 34th photo's streams (0, 34)
+FLOAT_EVERY=67     # logits and reconstructions compared for every 67th photo's streams (photo 0)
+CM=last            # conditional-mean ŷ at every level or the deepest (midpoint ŷ, the default: every)
 JOBS=2
 BUNDLE=""
 RUN_TESTS=1
@@ -37,6 +38,7 @@ while [ $# -gt 0 ]; do
     --photos) PHOTOS=$2; shift 2 ;;
     --arm-photos) ARM_PHOTOS=$2; shift 2 ;;
     --float-every) FLOAT_EVERY=$2; shift 2 ;;
+    --cm) CM=$2; shift 2 ;;
     --jobs) JOBS=$2; shift 2 ;;
     --bundle) BUNDLE=$2; shift 2 ;;
     --skip-tests) RUN_TESTS=0; shift ;;
@@ -154,24 +156,24 @@ if [ $RUN_CROSS = 1 ]; then
     --out "$A" --latents-from "$X" >"$WORK/arm-encode.log" 2>&1 &
   pids+=($!)
   for k in $(seq 0 $((JOBS - 1))); do
-    nice -n 10 "$PY" "$CC" decode --bundle "$BUNDLE" --streams "$X/streams" --shard "$k/$JOBS" \
+    nice -n 10 "$PY" "$CC" decode --bundle "$BUNDLE" --streams "$X/streams" --shard "$k/$JOBS" --cm "$CM" \
       --float-every "$FLOAT_EVERY" --out "$X/decode-aarch64.$k.json" >"$WORK/arm-decode-x86.$k.log" 2>&1 &
     pids+=($!)
   done
   log "x86-64: decode x86-64's streams"
-  timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$X/streams" --float-every "$FLOAT_EVERY" \
+  timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$X/streams" --float-every "$FLOAT_EVERY" --cm "$CM" \
     --out "$X/decode-x86_64.json" >"$WORK/x86-decode-x86.log"
   t0=$SECONDS
   for pid in "${pids[@]}"; do wait "$pid" || { echo "an aarch64 job failed: see $WORK/arm-*.log" >&2; exit 1; }; done
   log "  aarch64 jobs done after $((SECONDS - t0)) s more"
   "$HOST_PY" "$CC" merge --out "$X/decode-aarch64.json" "$X"/decode-aarch64.[0-9]*.json
   log "aarch64: decode aarch64's own streams"
-  timed nice -n 10 "$PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/streams" --float-every 1 \
+  timed nice -n 10 "$PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/streams" --float-every 1 --cm "$CM" \
     --out "$A/decode-aarch64.json" >"$WORK/arm-decode-arm.log"
   log "x86-64: decode aarch64's streams (own and re-encoded)"
-  timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/streams" --float-every 1 \
+  timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/streams" --float-every 1 --cm "$CM" \
     --out "$A/decode-x86_64.json" >"$WORK/x86-decode-arm.log"
-  timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/reencoded" --float-every "$FLOAT_EVERY" \
+  timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/reencoded" --float-every "$FLOAT_EVERY" --cm "$CM" \
     --out "$A/decode-reencoded-x86_64.json" >"$WORK/x86-decode-arm-reencoded.log"
   log "compare (a = x86-64, b = aarch64) -> $WORK/compare.json"
   "$HOST_PY" "$CC" compare --a "$X" --b "$A" \
