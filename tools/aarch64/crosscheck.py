@@ -233,7 +233,8 @@ def cmd_decode(args) -> int:
     t0 = time.perf_counter()
 
     def wants_float(path: Path) -> bool:  # ONNX Runtime's outputs: slow under emulation, so for a few
-        return "escapes" not in path.name and int(path.name.split("-")[0]) % args.float_every == 0
+        return (args.float_every > 0 and "escapes" not in path.name
+                and int(path.name.split("-")[0]) % args.float_every == 0)
 
     files.sort(key=wants_float)  # the exact results of every stream first, then the float outputs
     save(report, arrays, t0, out)
@@ -383,7 +384,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     d.add_argument("--cm", choices=("every", "last"), default="every",
                    help="ŷ under the conditional-mean rule at every level or the deepest only (midpoint ŷ: always every)")
     d.add_argument("--shard", default="0/1", help="k/n: decode every n-th stream from the k-th (run n in parallel)")
-    d.add_argument("--float-every", type=int, default=1, help="logits and reconstructions for every k-th photo")
+    d.add_argument("--float-every", type=int, default=1, help="logits and reconstructions for every k-th photo (0: none)")
     for q in (e, d):
         q.add_argument("--backend", default="ort:cpu")
         q.add_argument("--threads", type=int, default=1)
