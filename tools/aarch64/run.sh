@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runtime on aarch64 under qemu-user, and streams crossing x86-64 <-> aarch64 bit for bit.
 #
-#   tools/aarch64/run.sh [--photos 67] [--arm-photos 4] [--float-every 67] [--cm last|every] [--jobs 2] [--bundle DIR]
+#   tools/aarch64/run.sh [--photos 67] [--arm-photos 1] [--float-every 67] [--cm last|every] [--jobs 2] [--bundle DIR]
 #                        [--skip-tests] [--skip-crosscheck]        (as root: apt-get, debootstrap)
 #
 # 1. an arm64 Debian root (debootstrap --foreign: download and unpack only, no arm64 code runs),
@@ -26,7 +26,7 @@ SUITE=${SUITE:-bookworm}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 HOST_PY=${HOST_PY:-$REPO/.venv/bin/python}
 PHOTOS=67          # x 3 streams (two orderings, one with escapes) = 201
-ARM_PHOTOS=4       # photos that aarch64 also runs through the whole pipeline (ONNX analysis: slow)
+ARM_PHOTOS=1       # photos that aarch64 also runs through the whole pipeline (ONNX analysis: minutes each)
 FLOAT_EVERY=67     # logits and reconstructions compared for every 67th photo's streams (photo 0)
 CM=last            # conditional-mean ŷ at every level or the deepest (midpoint ŷ, the default: every)
 JOBS=2
@@ -148,8 +148,8 @@ if [ $RUN_CROSS = 1 ]; then
   log "x86-64: encode"
   timed nice -n 5 "$HOST_PY" "$CC" encode --bundle "$BUNDLE" --photos "$WORK/photos.txt" --out "$X" >"$WORK/x86-encode.log"
   # aarch64, in parallel: JOBS shards decoding x86-64's streams (ONNX Runtime's float outputs for
-  # every FLOAT_EVERY-th photo only: about 2 minutes a stream under qemu), and one encoder (the
-  # first ARM_PHOTOS photos through the whole pipeline, then all of x86-64's latents re-encoded)
+  # every FLOAT_EVERY-th photo only: about 2 minutes a stream under qemu), and one encoder (all of
+  # x86-64's latents re-encoded, then the first ARM_PHOTOS photos through the whole pipeline)
   log "aarch64: encode $ARM_PHOTOS photos + re-encode x86-64's latents; decode x86-64's streams in $JOBS shards"
   pids=()
   nice -n 10 "$PY" "$CC" encode --bundle "$BUNDLE" --photos "$WORK/photos.txt" --limit "$ARM_PHOTOS" \
@@ -168,10 +168,10 @@ if [ $RUN_CROSS = 1 ]; then
   log "  aarch64 jobs done after $((SECONDS - t0)) s more"
   "$HOST_PY" "$CC" merge --out "$X/decode-aarch64.json" "$X"/decode-aarch64.[0-9]*.json
   log "aarch64: decode aarch64's own streams"
-  timed nice -n 10 "$PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/streams" --float-every 1 --cm "$CM" \
+  timed nice -n 10 "$PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/streams" --float-every "$FLOAT_EVERY" --cm "$CM" \
     --out "$A/decode-aarch64.json" >"$WORK/arm-decode-arm.log"
   log "x86-64: decode aarch64's streams (own and re-encoded)"
-  timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/streams" --float-every 1 --cm "$CM" \
+  timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/streams" --float-every "$FLOAT_EVERY" --cm "$CM" \
     --out "$A/decode-x86_64.json" >"$WORK/x86-decode-arm.log"
   timed nice -n 5 "$HOST_PY" "$CC" decode --bundle "$BUNDLE" --streams "$A/reencoded" --float-every "$FLOAT_EVERY" --cm "$CM" \
     --out "$A/decode-reencoded-x86_64.json" >"$WORK/x86-decode-arm-reencoded.log"
