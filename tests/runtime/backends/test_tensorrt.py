@@ -32,10 +32,13 @@ def key(**changes):
 
 def test_every_field_changes_the_key():
     digests = {key().digest}
+    # the key's system defaults to this machine's: the other of x86-64 and aarch64 (on a Jetson,
+    # a fixed "Linux-aarch64" was this machine's own and changed nothing; found under qemu, issue 21)
+    elsewhere = "Linux-x86_64" if key().system.endswith("aarch64") else "Linux-aarch64"
     for change in (dict(source_sha256="c" * 64), dict(onnx_sha256="d" * 64), dict(precision="int8"),
                    dict(profile={"y_hat": [[1, 128, 4, 4]] * 3}), dict(device=DeviceInfo("Orin", "8.6", "10.3.0")),
                    dict(device=DeviceInfo("RTX 4090", "8.7", "10.3.0")), dict(device=DeviceInfo("Orin", "8.7", "11.4.1")),
-                   dict(builder_optimization_level=5), dict(edge_sdk_version="0.2.0"), dict(system="Linux-aarch64")):
+                   dict(builder_optimization_level=5), dict(edge_sdk_version="0.2.0"), dict(system=elsewhere)):
         digests.add(key(**change).digest)
     assert len(digests) == 11
     assert EngineKey.from_dict(json.loads(json.dumps(key().to_dict()))) == key()
