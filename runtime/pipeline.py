@@ -34,8 +34,8 @@ from typing import Any, Final, Iterable, Iterator, Literal, NamedTuple, Optional
 import numpy as np
 
 from .images import DEFAULT_MAX_PIXELS, ImageInput, pad_image, padded_size, read_image, resize_short_side, to_uint8
-from .bitstream import Ordering, PriorMode, level_ends
-from .codec import RECONSTRUCTIONS, ChunkSchedule, LatentDecoder, StreamInfo, encode_latent, level_boundaries, read_layout
+from .bitstream import Header, LevelTable, Ordering, PriorMode, level_ends
+from .codec import RECONSTRUCTIONS, ChunkSchedule, LatentDecoder, StreamInfo, encode_latent, read_layout
 from .tables import scale_to_index
 from .backends import Backend, GraphSet, open_backend
 from .bundle import Bundle
@@ -447,30 +447,28 @@ class Decoder:
         return DecodeSession(self)
 
     @staticmethod
-    def _without_trailing_bytes(data: bytes) -> bytes:
-        """``data`` cut at the end its level table gives, with a :class:`TrailingBytesWarning` when
-        something was appended: a complete stream stays decodable whatever follows it."""
-        try:
-            header, table = read_layout(data)
-        except BitstreamError:
-            return data  # the session reports what is wrong, naming the part
-        if table is None:
-            return data
-        size = level_ends(header, table)[-1]
-        if len(data) > size:
-            warnings.warn(TrailingBytesWarning(f"{len(data) - size} bytes after the end of the stream "
-                                               f"({size} bytes) were ignored"), stacklevel=3)
-            return data[:size]
-        return data
+    def _layout_without_trailing_bytes(data: bytes) -> tuple[bytes, Header, Optional[LevelTable], list[int]]:
+        """``data`` cut at the end its level table gives, its header and level table, and every
+        level's end (the layout is parsed once per call).
+
+        Bytes appended to a complete stream are dropped with a :class:`TrailingBytesWarning`:
+        a complete stream stays decodable whatever follows it. A layout that does not parse
+        raises its BitstreamError here, naming the part.
+        """
+        header, table = read_layout(data)
+        ends = level_ends(header, table)
+        if table is not None and len(data) > ends[-1]:
+            warnings.warn(TrailingBytesWarning(f"{len(data) - ends[-1]} bytes after the end of the stream "
+                                               f"({ends[-1]} bytes) were ignored"), stacklevel=3)
+            data = data[:ends[-1]]
+        return data, header, table, ends
 
     def _session_at(self, data: bytes, level: Optional[Level]) -> DecodeSession:
         session = self.session()
-        data = self._without_trailing_bytes(bytes(data))
+        data, header, table, ends = self._layout_without_trailing_bytes(bytes(data))
         if level is None or level == DEEPEST:
             session.feed(data)
         else:
-            header, table = read_layout(data)
-            ends = level_ends(header, table)
             if table is None and isinstance(level, int) and level > 0:
                 raise BitstreamError(f"level {level} needs the level table that follows byte {header.level0_end}; "
                                      f"the data holds {len(data)} bytes")
@@ -510,8 +508,7 @@ class Decoder:
         tau = controller.default_threshold if threshold is None else float(threshold)
         if not 0.0 <= tau <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {tau}")
-        data = self._without_trailing_bytes(bytes(data))
-        ends = level_boundaries(data)
+        data, _, _, ends = self._layout_without_trailing_bytes(bytes(data))
         session = self.session()
         fed = 0
         for lvl in checkpoint_levels(ends, controller.checkpoints if checkpoints is None else checkpoints):
