@@ -68,10 +68,8 @@ def _field(doc: dict[str, Any], key: str, kind, where: str):
     return kind(value)
 
 
-def _bounded(doc: dict[str, Any], key: str, kind, where: str, low, high, default=None):
-    """``_field`` within ``low..high`` (inclusive); ``default`` when the field is optional and absent."""
-    if default is not None and key not in doc:
-        return default
+def _bounded(doc: dict[str, Any], key: str, kind, where: str, low, high):
+    """``_field`` within ``low..high`` (inclusive)."""
     value = _field(doc, key, kind, where)
     if not low <= value <= high:
         raise BundleError(f"{where} field {key!r} must lie in {low}..{high}, got {value!r}")
