@@ -174,10 +174,13 @@ def _node(e, kidx, plane_len, prefix, rem, node_start, node_base):
 
 
 @njit(cache=True)
-def plane_order(plane, num_planes, plane_len, kidx, prefix, rem, prio_key, node_start, node_base, by_sigma):
+def plane_order(plane, num_planes, plane_len, kidx, prefix, rem, prio_key, node_start, node_base, by_sigma,
+                channel_offset, channel_size):
     """Participants of ``plane`` sorted by (key descending, element index ascending).
 
-    A counting sort over the uint16 key space: stable, so ties keep index order.
+    ``channel_offset[e // channel_size]`` is added to the node key (zeros unless the stream uses
+    the channel-weighted order) and the sum clipped to 1..65535. A counting sort over the
+    uint16 key space: stable, so ties keep index order.
     """
     n = plane_len.size
     counts = np.zeros(65537, dtype=np.int64)
@@ -192,6 +195,7 @@ def plane_order(plane, num_planes, plane_len, kidx, prefix, rem, prio_key, node_
             key = np.int32(kidx[e])
         else:
             key = np.int32(prio_key[_node(e, kidx, plane_len, prefix, rem, node_start, node_base)])
+            key = min(max(key + np.int32(channel_offset[e // channel_size]), np.int32(1)), np.int32(65535))
         keys[e] = key
         counts[65536 - key] += 1
         total += 1

@@ -1,4 +1,4 @@
-"""The edge-sdk stream container, format version 2: one module, mirroring ``docs/bitstream.md``.
+"""The edge-sdk stream container, format version 3: one module, mirroring ``docs/bitstream.md``.
 
 Layout (fixed-width integers little-endian, varints unsigned LEB128)::
 
@@ -32,10 +32,12 @@ from .errors import CorruptStreamError, ForeignStreamError, TruncatedStreamError
 from .tables import MAX_PLANES
 
 MAGIC = b"EDGT"
-FORMAT_VERSION = 2
-#: magic, version, mode (bit 0 prior mode, bit 1 ordering, bits 2-7 quality), codec_id
+FORMAT_VERSION = 3
+#: what earlier versions were, for the message that refuses them
+_OLD_VERSIONS = {1: "edge-sdk 0.1", 2: "edge-sdk before the channel-weighted order"}
+#: magic, version, mode (bit 0 prior mode, bits 1-2 ordering, bits 3-7 quality), codec_id
 FIXED = struct.Struct("<4sBB4s")
-MAX_QUALITY = 63
+MAX_QUALITY = 31
 CODEC_ID_BYTES = 4
 
 MAX_DIM = 65535
@@ -60,10 +62,13 @@ class PriorMode(IntEnum):
 
 
 class Ordering(IntEnum):
-    """Symbol order inside each trit plane."""
+    """Symbol order inside each trit plane (docs/bitstream.md 5.2)."""
 
     SIGMA = 0  # larger scale first
     EXPECTED_VARIANCE = 1  # larger (variance removed / bits) first, DPICT's rule
+    #: EXPECTED_VARIANCE with each channel's key shifted by its priority (the bundle's
+    #: ``channel_priority``: how much a unit of that channel's error costs in pixels)
+    CHANNEL_WEIGHTED = 2
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class Header:
 
     @property
     def padding(self) -> tuple[int, int, int, int]:
-        """(top, left, bottom, right); version 2 pads at the bottom and right only."""
+        """(top, left, bottom, right); the format pads at the bottom and right only."""
         return (0, 0, self.pad_bottom, self.pad_right)
 
     @property
@@ -201,7 +206,7 @@ def serialize_header(h: Header, z_payload: bytes) -> bytes:
         raise ValueError(f"codec_id must be {CODEC_ID_BYTES} bytes")
     if not 0 <= h.quality <= MAX_QUALITY:
         raise ValueError(f"quality must lie in 0..{MAX_QUALITY}")
-    mode = int(h.prior_mode) | int(h.ordering) << 1 | h.quality << 2
+    mode = int(h.prior_mode) | int(h.ordering) << 1 | h.quality << 3
     out = bytearray(FIXED.pack(MAGIC, FORMAT_VERSION, mode, h.codec_id))
     for value in (*h.image_size, h.pad_bottom, h.pad_right, *h.y_shape, *h.z_size, len(z_payload)):
         put_varint(out, value)
@@ -215,9 +220,9 @@ def _check_magic(data: bytes | bytearray) -> None:
     if not head[:4] == MAGIC[: len(head[:4])]:
         raise ForeignStreamError(f"not an edge-sdk stream (magic {head[:4]!r}, expected {MAGIC!r})")
     if len(head) == 5 and head[4] != FORMAT_VERSION:
+        made_by = f" (written by {_OLD_VERSIONS[head[4]]}: re-encode the image)" if head[4] in _OLD_VERSIONS else ""
         raise ForeignStreamError(
-            f"stream format version {head[4]}; this edge-sdk reads version {FORMAT_VERSION} only "
-            "(version 1 streams came from edge-sdk 0.1: re-encode the image)")
+            f"stream format version {head[4]}; this edge-sdk reads version {FORMAT_VERSION} only{made_by}")
 
 
 def try_parse_header(data: bytes | bytearray) -> Optional[Header]:
@@ -234,8 +239,10 @@ def try_parse_header(data: bytes | bytearray) -> Optional[Header]:
         scale_crc, level0 = struct.unpack("<II", r.take(8))
     except _NeedMore:
         return None
-    header = Header(codec_id=codec_id, image_size=(ih, iw), pad_bottom=pb, pad_right=pr, quality=mode >> 2,
-                    prior_mode=PriorMode(mode & 1), ordering=Ordering(mode >> 1 & 1), y_shape=(c, h, w),
+    if mode >> 1 & 3 not in set(Ordering):
+        raise CorruptStreamError(f"header names symbol order {mode >> 1 & 3}, which does not exist")
+    header = Header(codec_id=codec_id, image_size=(ih, iw), pad_bottom=pb, pad_right=pr, quality=mode >> 3,
+                    prior_mode=PriorMode(mode & 1), ordering=Ordering(mode >> 1 & 3), y_shape=(c, h, w),
                     z_size=(hz, wz), z_length=z_length, scale_index_crc=scale_crc, level0_crc=level0,
                     size=r.pos)
     _check_header_limits(header)

@@ -14,11 +14,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from . import fileio
+from .codec import check_channel_priority
 from .controller import Controller, ControllerError
 from .errors import BundleError, TableError
 from .integer_prior import IntegerPrior
@@ -36,10 +37,12 @@ _MAX_MANIFEST_BYTES = 64 << 20
 
 
 def codec_id(model_name: str, quality: float, graph_sha256: dict[str, str], tables_digest: bytes,
-             integer_prior_sha256: Optional[str] = None) -> bytes:
+             integer_prior_sha256: Optional[str] = None, channel_priority: Optional[Sequence[int]] = None) -> bytes:
     """16-byte identity of everything a stream depends on; written into every stream header.
 
     The classifier is left out on purpose: a retrained adapter still decodes old streams.
+    ``channel_priority`` (the channel-weighted symbol order's keys) changes the order of every
+    plane, so it is part of the identity when the bundle has one.
     """
     doc = {
         "model": model_name,
@@ -49,14 +52,19 @@ def codec_id(model_name: str, quality: float, graph_sha256: dict[str, str], tabl
     }
     if integer_prior_sha256 is not None:
         doc["integer_prior"] = integer_prior_sha256
+    if channel_priority is not None:
+        doc["channel_priority"] = [int(v) for v in channel_priority]
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).digest()[:16]
 
 
-def entropy_to_manifest(tables: EntropyTables) -> dict[str, Any]:
-    """The manifest's ``entropy`` section: z tables in exact integers, trit tables as build parameters."""
+def entropy_to_manifest(tables: EntropyTables, channel_priority: Optional[Sequence[int]] = None) -> dict[str, Any]:
+    """The manifest's ``entropy`` section: z tables in exact integers, trit tables as build parameters,
+    and the channel priorities of the channel-weighted symbol order when the model has them."""
     z = tables.z
     lengths = np.diff(z.cdf_start)
+    extra = {} if channel_priority is None else {"channel_priority": [int(v) for v in channel_priority]}
     return {
+        **extra,
         "tables_digest": tables.digest.hex(),
         "trit": {
             "scales": [float(s) for s in tables.trit.scales],
@@ -127,6 +135,8 @@ class Bundle:
     controller: Optional[Controller] = None
     #: the bit-exact hyper-synthesis for ``prior_mode`` INTEGER (docs/prior.md), when the model has one
     integer_prior: Optional[IntegerPrior] = None
+    #: one integer per latent channel for the CHANNEL_WEIGHTED symbol order (docs/bitstream.md 5.2)
+    channel_priority: Optional[np.ndarray] = None
 
     @property
     def stream_codec_id(self) -> bytes:
@@ -188,16 +198,29 @@ class Bundle:
             graphs[name] = GraphInfo(name=name, path=file_path, sha256=entry.sha256, inputs=entry.inputs,
                                      outputs=entry.outputs, max_abs_diff=entry.max_abs_diff)
         tables = entropy_from_manifest(manifest.entropy)
+        priority = _channel_priority(manifest)
         integer_prior = _load_integer_prior(root, manifest, tables, verify_hashes)
         prior_sha = manifest.integer_prior.sha256 if manifest.integer_prior else None
         computed = codec_id(manifest.model.name, manifest.model.quality,
-                            {n: g.sha256 for n, g in graphs.items()}, tables.digest, prior_sha)
+                            {n: g.sha256 for n, g in graphs.items()}, tables.digest, prior_sha, priority)
         if computed.hex() != manifest.codec_id.lower():
-            raise BundleError(f"{manifest_path}: codec_id does not match the graphs, tables and prior it names: "
+            raise BundleError(f"{manifest_path}: codec_id does not match the graphs, tables, prior and channel priorities it names: "
                               "damaged bundle")
         controller = _load_controller(root, manifest, graphs["classifier"].sha256, verify_hashes)
         return cls(path=root, manifest=manifest, graphs=graphs, tables=tables, class_names=list(manifest.classes),
-                   codec_id=computed, controller=controller, integer_prior=integer_prior)
+                   codec_id=computed, controller=controller, integer_prior=integer_prior, channel_priority=priority)
+
+
+def _channel_priority(manifest: Manifest) -> Optional[np.ndarray]:
+    raw = manifest.entropy.get("channel_priority")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+        raise BundleError("manifest entropy.channel_priority must be a list of integers")
+    try:
+        return check_channel_priority(raw, manifest.model.latent_channels)
+    except ValueError as exc:
+        raise BundleError(f"manifest entropy.channel_priority: {exc}") from exc
 
 
 def read_manifest(bundle_dir: str | Path) -> Manifest:

@@ -127,6 +127,34 @@ def scale_index_crc(scale_indices: np.ndarray) -> int:
     return bs.crc32(np.ascontiguousarray(scale_indices, dtype="<u2").tobytes())
 
 
+#: largest |channel priority| (in priority-key units, 512 per octave: 16 octaves either way)
+MAX_CHANNEL_PRIORITY = 8192
+
+
+def check_channel_priority(priority, channels: int) -> np.ndarray:
+    """``priority`` as int32, one integer per latent channel within +-MAX_CHANNEL_PRIORITY, or ValueError."""
+    arr = np.asarray(priority)
+    if arr.ndim != 1 or arr.size != channels:
+        raise ValueError(f"channel_priority needs one value per latent channel ({channels}), got shape {arr.shape}")
+    if arr.size and (arr.dtype.kind not in "iu" and not np.all(arr == np.rint(arr))):
+        raise ValueError("channel_priority must hold integers")
+    arr = arr.astype(np.int64)
+    if arr.size and np.abs(arr).max() > MAX_CHANNEL_PRIORITY:
+        raise ValueError(f"channel_priority values must lie in -{MAX_CHANNEL_PRIORITY}..{MAX_CHANNEL_PRIORITY}")
+    return arr.astype(np.int32)
+
+
+def tables_codec_id(tables: EntropyTables, channel_priority: Optional[np.ndarray] = None) -> bytes:
+    """The codec id of a stream written without a bundle (docs/bitstream.md 4.5): the tables' digest,
+    or, for the channel-weighted order, a digest of the tables' digest and the priorities."""
+    if channel_priority is None:
+        return tables.digest[: bs.CODEC_ID_BYTES]
+    import hashlib
+
+    blob = tables.digest + np.asarray(channel_priority, "<i2").tobytes()
+    return hashlib.sha256(blob).digest()[: bs.CODEC_ID_BYTES]
+
+
 def _as_chw(name: str, arr: np.ndarray) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.ndim == 4 and arr.shape[0] == 1:
@@ -162,6 +190,7 @@ def encode_latent(
     ordering: Ordering = Ordering.EXPECTED_VARIANCE,
     schedule: ChunkSchedule = ChunkSchedule(),
     coder: str = "fast",
+    channel_priority: Optional[np.ndarray] = None,
 ) -> bytes:
     """Encode one latent into a progressive stream.
 
@@ -169,6 +198,8 @@ def encode_latent(
     are integer indices into ``tables.trit.scales`` of the same shape; ``z`` is
     the integer (rounded) hyper-latent. The residual ``round(y - means)``
     (half to even) is coded exactly, whatever its size, up to 2**38.
+    ``channel_priority`` (one integer per channel, a bundle's) is what the
+    ``CHANNEL_WEIGHTED`` order needs, and is not used by the other orders.
     """
     y = _as_chw("y", y)
     means = _as_chw("means", means)
@@ -193,6 +224,12 @@ def encode_latent(
     kidx = _check_scale_indices(kidx3, tables)
     impl = get_coder(coder)
     trit = tables.trit
+    ordering = Ordering(ordering)
+    offsets = None
+    if ordering == Ordering.CHANNEL_WEIGHTED:
+        if channel_priority is None:
+            raise ValueError("the CHANNEL_WEIGHTED order needs channel_priority (a bundle's)")
+        offsets = check_channel_priority(channel_priority, y.shape[0])
 
     st = PlaneState.start(kidx, trit)
     centre = (POW3[st.plane_len] - 1) // 2
@@ -211,7 +248,7 @@ def encode_latent(
     chunks_per_plane = []
     by_sigma = ordering == Ordering.SIGMA
     for plane in range(st.num_planes):
-        order = impl.plane_order(plane, st, trit, by_sigma)
+        order = impl.plane_order(plane, st, trit, by_sigma, offsets)
         cum_costs = impl.plane_cumulative_costs(order, st, trit)
         trits, sym_freq = impl.plane_symbols(order, st, trit, s_val)
         plane_bits = float(np.sum(trit.precision_bits - np.log2(sym_freq)))
@@ -241,7 +278,7 @@ def encode_latent(
 
     z_payload = impl.encode_z(z_f.astype(np.int64).ravel(), _z_channels(z.shape), tables.z)
     header = Header(
-        codec_id=info.codec_id if info.codec_id is not None else tables.digest[: bs.CODEC_ID_BYTES],
+        codec_id=info.codec_id if info.codec_id is not None else tables_codec_id(tables, offsets),
         image_size=tuple(info.image_size),
         pad_bottom=info.padding[2],
         pad_right=info.padding[3],
@@ -305,6 +342,7 @@ class LatentDecoder:
     fail early; without it the stream must name these entropy tables.
     ``max_latent_elements`` bounds the memory a header may ask for. ``reconstruction``
     picks where a partly decoded element is placed (:meth:`residual_estimate`).
+    ``channel_priority`` (a bundle's) is needed for streams in the ``CHANNEL_WEIGHTED`` order.
     """
 
     def __init__(
@@ -316,6 +354,7 @@ class LatentDecoder:
         expected_codec_id: Optional[bytes] = None,
         max_latent_elements: int = bs.MAX_Y_ELEMENTS,
         reconstruction: str = "midpoint",
+        channel_priority: Optional[np.ndarray] = None,
     ) -> None:
         if reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {reconstruction!r}")
@@ -342,6 +381,8 @@ class LatentDecoder:
         self._plane_ends: Optional[np.ndarray] = None
         self._plane_first_chunk = 0
         self._layout_checked = False
+        self._channel_priority = None if channel_priority is None else np.asarray(channel_priority)
+        self._offsets: Optional[np.ndarray] = None  # checked against the header's channel count
 
     # ----------------------------------------------------------------- status
     @property
@@ -451,6 +492,16 @@ class LatentDecoder:
             if y_elements > self._max_elements:
                 raise LimitError(f"the stream's latent has {y_elements} elements, more than this decoder's limit of "
                                  f"{self._max_elements} (raise max_pixels / max_latent_elements to decode it)")
+            if header.ordering == Ordering.CHANNEL_WEIGHTED:
+                if self._channel_priority is None:
+                    raise TableMismatchError(
+                        "the stream orders its symbols by channel priorities (CHANNEL_WEIGHTED) and this "
+                        "decoder has none: decode it with the bundle that wrote it")
+                try:
+                    self._offsets = check_channel_priority(self._channel_priority, header.y_shape[0])
+                except ValueError as exc:
+                    raise TableMismatchError(f"the stream's channel-weighted order does not fit this decoder's "
+                                             f"channel priorities: {exc}") from exc
             self.header = header
         if self.z is None:
             if len(self._buf) < self.header.level0_end:
@@ -483,7 +534,7 @@ class LatentDecoder:
             raise BundleMismatchError(
                 f"stream comes from codec {h.codec_id.hex()}, this decoder runs {self._expected_id.hex()} "
                 "(another bundle, quality or model)")
-        tables_id = self.tables.digest[: bs.CODEC_ID_BYTES]
+        tables_id = tables_codec_id(self.tables, self._offsets)
         if self._expected_id is None and h.codec_id != tables_id:
             raise TableMismatchError(
                 f"stream was coded for codec {h.codec_id.hex()}, this decoder holds entropy tables "
@@ -523,7 +574,7 @@ class LatentDecoder:
             return
         if plane != self._plane:
             self._plane, self._plane_first_chunk = plane, index
-            self._order = self._coder.plane_order(plane, st, tab, self.header.ordering == Ordering.SIGMA)
+            self._order = self._coder.plane_order(plane, st, tab, self.header.ordering == Ordering.SIGMA, self._offsets)
             self._plane_ends = plane_cuts(self._coder.plane_cumulative_costs(self._order, st, tab),
                                           table.chunks_per_plane[plane])
         m = index - self._plane_first_chunk
@@ -606,6 +657,7 @@ def decode_stream(
     *,
     coder: str = "fast",
     expected_codec_id: Optional[bytes] = None,
+    channel_priority: Optional[np.ndarray] = None,
 ) -> LatentDecoder:
     """Decode every whole chunk of ``data`` (a stream or a prefix of one).
 
@@ -613,7 +665,8 @@ def decode_stream(
     incomplete; a stream cut inside the y section decodes to the last whole
     chunk (``decoder.level``), which is what progressive decoding is for.
     """
-    dec = LatentDecoder(tables, prior=prior, coder=coder, expected_codec_id=expected_codec_id)
+    dec = LatentDecoder(tables, prior=prior, coder=coder, expected_codec_id=expected_codec_id,
+                        channel_priority=channel_priority)
     dec.feed(data)
     if dec.header is None:
         raise TruncatedStreamError(f"stream ends inside its header ({len(data)} bytes)")
@@ -635,4 +688,5 @@ __all__ = [
     "read_layout",
     "truncate_to_level",
     "scale_index_crc",
+    "tables_codec_id",
 ]

@@ -10,7 +10,7 @@ does not care which one it holds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Optional, Protocol
 
 import numpy as np
 
@@ -65,7 +65,8 @@ class PlaneState:
 class Coder(Protocol):
     name: str
 
-    def plane_order(self, plane: int, st: PlaneState, tables: TritTables, by_sigma: bool) -> np.ndarray: ...
+    def plane_order(self, plane: int, st: PlaneState, tables: TritTables, by_sigma: bool,
+                    channel_offset: Optional[np.ndarray] = None) -> np.ndarray: ...
     def plane_cumulative_costs(self, order, st: PlaneState, tables: TritTables) -> np.ndarray: ...
     def plane_symbols(self, order, st: PlaneState, tables: TritTables, s_val) -> tuple[np.ndarray, np.ndarray]: ...
     def encode_chunk(self, order, a: int, b: int, trits, st: PlaneState, tables: TritTables) -> bytes: ...
@@ -88,8 +89,9 @@ class ReferenceCoder:
 
     name = "reference"
 
-    def plane_order(self, plane, st, tables, by_sigma):
+    def plane_order(self, plane, st, tables, by_sigma, channel_offset=None):
         keys = {}
+        channel_size = st.kidx.size // channel_offset.size if channel_offset is not None else 1
         for e in range(st.kidx.size):
             length, rem, k = int(st.plane_len[e]), int(st.rem[e]), int(st.kidx[e])
             if length < st.num_planes - plane:
@@ -99,6 +101,8 @@ class ReferenceCoder:
             else:
                 node = (3 ** (length - rem) - 1) // 2 + int(st.prefix[e])
                 keys[e] = int(tables.prio_key[tables.node_start[k] + node])
+                if channel_offset is not None:  # CHANNEL_WEIGHTED (docs/bitstream.md 5.2)
+                    keys[e] = min(max(keys[e] + int(channel_offset[e // channel_size]), 1), 65535)
         return np.array(sorted(keys, key=lambda e: (-keys[e], e)), dtype=np.int64)
 
     def plane_cumulative_costs(self, order, st, tables):
@@ -225,6 +229,10 @@ class ReferenceCoder:
         return (tables.mom[b] - tables.mom[a]) / mass - (POW3[st.plane_len] - 1) // 2
 
 
+#: the fast path's channel offsets when the order has none: one zero for the whole latent
+_NO_OFFSET = np.zeros(1, np.int32)
+
+
 class FastCoder:
     """The same steps through numba kernels (compiled on first use, cached on disk)."""
 
@@ -235,10 +243,11 @@ class FastCoder:
 
         self._k = _kernels
 
-    def plane_order(self, plane, st, tables, by_sigma):
+    def plane_order(self, plane, st, tables, by_sigma, channel_offset=None):
+        offsets = _NO_OFFSET if channel_offset is None else np.ascontiguousarray(channel_offset, np.int32)
         return self._k.plane_order(
             plane, st.num_planes, st.plane_len, st.kidx, st.prefix, st.rem,
-            tables.prio_key, tables.node_start, NODE_BASE, by_sigma,
+            tables.prio_key, tables.node_start, NODE_BASE, by_sigma, offsets, st.kidx.size // offsets.size,
         )  # fmt: skip
 
     def _nodes(self, st, tables):

@@ -184,7 +184,7 @@ class Encoder:
 
     def __init__(self, bundle: BundleLike, backend: Optional[Backend] = None, *,
                  max_pixels: int = DEFAULT_MAX_PIXELS, schedule: ChunkSchedule = ChunkSchedule(),
-                 ordering: Ordering = Ordering.EXPECTED_VARIANCE, short_side: int = 0,
+                 ordering: Optional[Ordering] = None, short_side: int = 0,
                  prior: Union[PriorMode, str, None] = None, tile_pixels: int = DEFAULT_TILE_PIXELS):
         """``short_side`` > 0 downscales each image (Lanczos, never up) so its short side is
         that many pixels before encoding: the scale the classifier was trained at (224 for
@@ -201,7 +201,11 @@ class Encoder:
         limit is the same number, so every stream an encoder makes decodes); larger images
         are refused with :class:`LimitError` before anything is allocated. ``tile_pixels``
         bounds one analysis call: larger images are analysed in overlapping tiles
-        (``runtime.tiling``), so memory follows the tile, not the photo."""
+        (``runtime.tiling``), so memory follows the tile, not the photo.
+
+        ``ordering`` (the symbol order inside each trit plane, docs/bitstream.md 5.2): by
+        default ``CHANNEL_WEIGHTED`` when the bundle carries channel priorities, otherwise
+        ``EXPECTED_VARIANCE``."""
         if tile_pixels < 1 << 16:
             raise ValueError(f"tile_pixels must be at least {1 << 16}, got {tile_pixels}")
         self.tile_pixels = tile_pixels
@@ -211,7 +215,13 @@ class Encoder:
         self.graphs = GraphSet(self.bundle, backend or open_backend("auto"))
         self.max_pixels = max_pixels
         self.schedule = schedule
-        self.ordering = ordering
+        has_priority = self.bundle.channel_priority is not None
+        if ordering is None:
+            ordering = Ordering.CHANNEL_WEIGHTED if has_priority else Ordering.EXPECTED_VARIANCE
+        if Ordering(ordering) == Ordering.CHANNEL_WEIGHTED and not has_priority:
+            raise ValueError(f"the CHANNEL_WEIGHTED order needs channel priorities, which bundle "
+                             f"{self.bundle.path} does not have (re-export it, or choose another ordering)")
+        self.ordering = Ordering(ordering)
 
     def latent(self, image: ImageInput) -> Latent:
         """Everything the stream is coded from: y, its means and scale indices, ẑ (numpy, no batch axis)."""
@@ -245,7 +255,8 @@ class Encoder:
                           image_size=lat.image_size, padding=lat.padding, quality=int(round(self.bundle.quality)),
                           prior_mode=self.prior_mode)
         data = encode_latent(lat.y, lat.means, lat.scale_indices, lat.z, self.bundle.tables, info=info,
-                             ordering=self.ordering, schedule=self.schedule)
+                             ordering=self.ordering, schedule=self.schedule,
+                             channel_priority=self.bundle.channel_priority)
         return Encoded(data, {**lat.timings_ms, "entropy_encode": (time.perf_counter() - t3) * 1e3})
 
 
@@ -259,7 +270,8 @@ class DecodeSession:
         self._timings: dict[str, float] = {"hyperprior": 0.0, "entropy_decode": 0.0}
         self._latent = LatentDecoder(self._tables, prior=self._prior, expected_codec_id=decoder.bundle.stream_codec_id,
                                      max_latent_elements=decoder.max_latent_elements,
-                                     reconstruction=decoder.reconstruction)
+                                     reconstruction=decoder.reconstruction,
+                                     channel_priority=decoder.bundle.channel_priority)
         self._cache: dict[str, tuple[int, object]] = {}
 
     def _prior(self, z: np.ndarray, header) -> tuple[np.ndarray, np.ndarray]:

@@ -45,7 +45,8 @@ DEFAULT_Z_PRECISION = 16
 
 _HASH_DOMAIN = b"edge-sdk entropy tables v1\n"
 _PRIO_LOG2_OFFSET = 64.0
-_PRIO_STEPS_PER_OCTAVE = 512.0
+#: priority keys per octave of (variance removed / bits); channel priorities use the same unit
+PRIO_STEPS_PER_OCTAVE = 512.0
 
 POW3 = np.array([3**i for i in range(MAX_PLANES + 1)], dtype=np.int64)
 
@@ -155,7 +156,7 @@ def _priority_keys(cdf: np.ndarray, mom: np.ndarray, length: int) -> np.ndarray:
         entropy = -(p * np.log2(p)).sum(axis=0)
         prio = d_gain / entropy
         with np.errstate(divide="ignore"):
-            scaled = np.floor((np.log2(prio) + _PRIO_LOG2_OFFSET) * _PRIO_STEPS_PER_OCTAVE)
+            scaled = np.floor((np.log2(prio) + _PRIO_LOG2_OFFSET) * PRIO_STEPS_PER_OCTAVE)
         key = np.where(prio > 0, np.clip(scaled, 1, 65535), 0)
         first = (3**depth - 1) // 2
         keys[first : first + 3**depth] = key.astype(np.uint16)

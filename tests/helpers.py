@@ -30,6 +30,16 @@ def make_latent(tables, shape=(8, 6, 6), seed=0, sigma_range=(0.1, 50.0), z_shap
     return y, means, kidx, z
 
 
+def priority_for(ordering, channels: int, seed: int = 0):
+    """Channel priorities for the CHANNEL_WEIGHTED order (None for the others): random, a few
+    octaves apart, so they do reorder planes."""
+    from edge_sdk.runtime import Ordering
+
+    if ordering != Ordering.CHANNEL_WEIGHTED:
+        return None
+    return np.random.default_rng(seed).integers(-2048, 2049, channels)
+
+
 def prior_of(means, kidx):
     return lambda _z, _header: (means, kidx)
 

@@ -45,11 +45,12 @@ from edge_sdk.runtime.manifest import (
 from edge_sdk.runtime.tables import EntropyTables, build_trit_tables, build_z_tables, scale_to_index
 
 from ..models.base import EXPORT_PARTS, SCALE_BOUND, CompressedDomainModel, PartModule, PartSpec
+from .priority import channel_priority
 
 OPSET = 20
 ProgressFn = Callable[[str], None]
-#: progress messages export_bundle emits: one per graph, entropy tables, integer prior, writing
-EXPORT_STEPS = len(EXPORT_PARTS) + 3
+#: progress messages export_bundle emits: one per graph, entropy tables, integer prior, channel priorities, writing
+EXPORT_STEPS = len(EXPORT_PARTS) + 4
 
 
 class ExportError(RuntimeError):
@@ -249,6 +250,8 @@ def export_bundle(
         tables = build_entropy_tables(model)
         step("integer prior")
         integer_prior = _write_integer_prior(model, quality, tables, refs, tmp)
+        step("channel priorities")
+        priority = channel_priority(model, quality, [r["y_hat"] for r in refs])
         if sorted(graphs) != sorted(GRAPH_NAMES):
             raise ExportError(f"exported graphs {sorted(graphs)} differ from the bundle format's {sorted(GRAPH_NAMES)}")
         manifest = Manifest(
@@ -264,13 +267,13 @@ def export_bundle(
                 "scale_bound": SCALE_BOUND,
             },
             graphs=graphs,
-            entropy=entropy_to_manifest(tables),
+            entropy=entropy_to_manifest(tables, priority),
             integer_prior=integer_prior,
             classes=tuple(model.class_names()),
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             exporter=_versions(),
             codec_id=codec_id(model.model_name, quality, {n: g.sha256 for n, g in graphs.items()}, tables.digest,
-                              integer_prior.sha256 if integer_prior else None).hex(),
+                              integer_prior.sha256 if integer_prior else None, priority).hex(),
         )
         step("write bundle")
         write_manifest(tmp, manifest)

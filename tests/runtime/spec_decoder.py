@@ -1,4 +1,4 @@
-"""An independent decoder of edge-sdk stream format version 2, written from
+"""An independent decoder of edge-sdk stream format version 3, written from
 docs/bitstream.md alone (no runtime code read), the way a C port would be.
 
 Everything on the decoding path works on plain Python ints (the tables are
@@ -19,7 +19,7 @@ from typing import Callable, Optional
 MASK64 = (1 << 64) - 1
 RENORM = 1 << 56
 MAGIC = b"EDGT"
-VERSION = 2
+VERSION = 3
 MAX_PLANES = 12
 MAX_CHUNKS = 1 << 16
 MAX_PAYLOAD = 1 << 34
@@ -312,8 +312,8 @@ def _parse_header(data: bytes, max_latent_elements: int) -> Header:
         raise TruncatedStreamError("header incomplete")
     version = data[4]
     if version != VERSION:
-        if version == 1:
-            raise ForeignStreamError("format version 1 stream; this decoder reads version 2: re-encode")
+        if version in (1, 2):
+            raise ForeignStreamError(f"format version {version} stream; this decoder reads version 3: re-encode")
         raise ForeignStreamError(f"unknown format version {version}")
     # 2.5: each header varint checked as it is read
     pos = 10
@@ -347,9 +347,11 @@ def _parse_header(data: bytes, max_latent_elements: int) -> Header:
     if ny > max_latent_elements:
         raise CorruptStreamError("latent larger than max_latent_elements")
     sic, l0c = struct.unpack_from("<II", data, pos)
+    if (mode >> 1) & 3 == 3:
+        raise CorruptStreamError("ordering 3 does not exist")
     return Header(
-        version=version, mode=mode, prior_mode=mode & 1, ordering=(mode >> 1) & 1,
-        quality=mode >> 2, codec_id=bytes(data[6:10]), image_height=ih, image_width=iw,
+        version=version, mode=mode, prior_mode=mode & 1, ordering=(mode >> 1) & 3,
+        quality=mode >> 3, codec_id=bytes(data[6:10]), image_height=ih, image_width=iw,
         pad_bottom=pb, pad_right=pr, y_shape=y_shape, z_size=z_size, z_length=z_length,
         scale_index_crc=sic, level0_crc=l0c, header_size=pos + 8,
     )
@@ -398,20 +400,25 @@ def decode(
     expected_codec_id: Optional[bytes] = None,
     tables_digest: Optional[bytes] = None,
     max_latent_elements: int = MAX_Y_ELEMENTS,
+    channel_priority: Optional[list] = None,
 ) -> SpecDecoded:
     """Decode every whole level of ``data``. Errors carry ``.partial`` (the levels reached)."""
     res = SpecDecoded()
     try:
-        _decode(bytes(data), trit, zt, prior, expected_codec_id, tables_digest, max_latent_elements, res)
+        _decode(bytes(data), trit, zt, prior, expected_codec_id, tables_digest, max_latent_elements, res,
+                channel_priority)
     except BitstreamError as err:
         err.partial = res
         raise
     return res
 
 
-def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_elements, res):
+def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_elements, res, channel_priority):
     hdr = _parse_header(data, max_latent_elements)
     res.header = hdr
+    if hdr.ordering == 2:  # 2.5: CHANNEL_WEIGHTED needs one priority per channel
+        if channel_priority is None or len(channel_priority) != hdr.y_shape[0]:
+            raise TableMismatchError("CHANNEL_WEIGHTED stream and no channel priorities for its channels")
     hs = hdr.header_size
     E0 = hs + hdr.z_length
     if len(data) < E0:
@@ -425,7 +432,10 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
     else:
         if tables_digest is None:
             raise ValueError("need tables_digest (4.5) when no expected codec id is given")
-        if hdr.codec_id != bytes(tables_digest)[:4]:
+        own = bytes(tables_digest)
+        if hdr.ordering == 2:  # 2.1: the tables hash and the priorities as i16 LE
+            own = hashlib.sha256(own + b"".join(struct.pack("<h", v) for v in channel_priority)).digest()
+        if hdr.codec_id != own[:4]:
             raise TableMismatchError("stream coded with other entropy tables")
     if (len(zt.cdf_start) - 1) * hdr.z_size[0] * hdr.z_size[1] > MAX_Z_ELEMENTS:
         raise CorruptStreamError("z larger than the limit")
@@ -553,7 +563,10 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
                 else:
                     def keyf(e):
                         d = l[e] - r[e]
-                        return trit.prio_key[trit.node_start[ks[e]] + (3 ** d - 1) // 2 + p[e]]
+                        key = trit.prio_key[trit.node_start[ks[e]] + (3 ** d - 1) // 2 + p[e]]
+                        if hdr.ordering == 2:  # 4.4: plus the channel's priority, clipped
+                            key = min(max(key + channel_priority[e // (H * W)], 1), 65535)
+                        return key
                 order = sorted(part, key=lambda e: (-keyf(e), e))
                 cum = []
                 acc = 0

@@ -65,6 +65,20 @@ def test_loads_and_rebuilds_identical_tables(bundle_dir, tables):
     assert set(b.graphs) == set(GRAPH_NAMES)
 
 
+def test_channel_priorities_load_and_name_the_codec(tmp_path, tables):
+    root = tmp_path / "weighted"
+    manifest = write_fake_bundle(root, tables)
+    priority = [64 * i - 256 for i in range(8)]
+    manifest["entropy"] = entropy_to_manifest(tables, priority)
+    shas = {n: e["sha256"] for n, e in manifest["graphs"].items()}
+    manifest["codec_id"] = codec_id("fake", 2.0, shas, tables.digest, None, priority).hex()
+    (root / MANIFEST_NAME).write_text(json.dumps(manifest))
+    bundle = Bundle.load(root)
+    assert bundle.channel_priority.tolist() == priority
+    assert bundle.codec_id != codec_id("fake", 2.0, shas, tables.digest)
+    assert Bundle.load(write_fake_bundle(tmp_path / "plain", tables) and tmp_path / "plain").channel_priority is None
+
+
 def test_codec_id_ignores_the_classifier_but_not_the_codec(tables):
     shas = {n: n * 4 for n in GRAPH_NAMES}
     base = codec_id("m", 1.0, shas, tables.digest)
@@ -90,6 +104,11 @@ def test_codec_id_ignores_the_classifier_but_not_the_codec(tables):
         (lambda r: edit_manifest(r, lambda m: m["model"].update(quality=3.0)), "codec_id"),
         (lambda r: edit_manifest(r, lambda m: m.pop("classes")), "required field"),
         (lambda r: edit_manifest(r, lambda m: m.update(classes=[1, 2])), "classes"),
+        (lambda r: edit_manifest(r, lambda m: m["entropy"].update(channel_priority=[0] * 8)), "codec_id"),
+        (lambda r: edit_manifest(r, lambda m: m["entropy"].update(channel_priority=[0] * 7)), "one value per"),
+        (lambda r: edit_manifest(r, lambda m: m["entropy"].update(channel_priority=[9000] * 8)), "-8192..8192"),
+        (lambda r: edit_manifest(r, lambda m: m["entropy"].update(channel_priority=[0.5] * 8)), "integers"),
+        (lambda r: edit_manifest(r, lambda m: m["entropy"].update(channel_priority="high")), "integers"),
     ],
 )
 def test_refuses_damaged_bundles(bundle_dir, damage, message):

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import make_latent, prior_of
+from helpers import make_latent, prior_of, priority_for
 from edge_sdk.runtime import (
     BundleMismatchError,
     ChunkSchedule,
@@ -47,8 +47,9 @@ def _residual(y, means):
 @pytest.mark.parametrize("ordering", list(Ordering))
 def test_full_depth_is_lossless(tables, ordering):
     y, means, kidx, z = make_latent(tables, (12, 9, 7), seed=1)
-    data = encode_latent(y, means, kidx, z, tables, ordering=ordering)
-    dec = decode_stream(data, tables, prior_of(means, kidx))
+    priority = priority_for(ordering, 12)
+    data = encode_latent(y, means, kidx, z, tables, ordering=ordering, channel_priority=priority)
+    dec = decode_stream(data, tables, prior_of(means, kidx), channel_priority=priority)
     assert dec.complete and not dec.needs_more
     assert np.array_equal(dec.residual(), _residual(y, means))
     assert np.array_equal(dec.z, z)
@@ -254,10 +255,42 @@ def test_foreign_and_future_streams_are_refused(tables, stream):
     future[4] = bs.FORMAT_VERSION + 1
     with pytest.raises(ForeignStreamError, match="version"):
         decode_stream(bytes(future), tables, prior_of(means, kidx))
-    old = bytearray(data)
-    old[4] = 1
-    with pytest.raises(ForeignStreamError, match="version 1 .*re-encode"):
-        decode_stream(bytes(old), tables, prior_of(means, kidx))
+    for version in (1, 2):
+        old = bytearray(data)
+        old[4] = version
+        with pytest.raises(ForeignStreamError, match=f"version {version}.*re-encode"):
+            decode_stream(bytes(old), tables, prior_of(means, kidx))
+
+
+def test_an_ordering_that_does_not_exist_is_corrupt(tables, stream):
+    data, means, kidx, _ = stream
+    bad = bytearray(data)
+    bad[5] |= 0b110  # ordering 3
+    with pytest.raises(CorruptStreamError, match="order"):
+        decode_stream(bytes(bad), tables, prior_of(means, kidx))
+
+
+def test_channel_weighted_streams_need_the_same_priorities(tables):
+    y, means, kidx, z = make_latent(tables, (6, 5, 5), seed=4)
+    priority = priority_for(Ordering.CHANNEL_WEIGHTED, 6, seed=4)
+    with pytest.raises(ValueError, match="channel_priority"):
+        encode_latent(y, means, kidx, z, tables, ordering=Ordering.CHANNEL_WEIGHTED)
+    with pytest.raises(ValueError, match="one value per latent channel"):
+        encode_latent(y, means, kidx, z, tables, ordering=Ordering.CHANNEL_WEIGHTED, channel_priority=priority[:5])
+    with pytest.raises(ValueError, match="-8192..8192"):
+        encode_latent(y, means, kidx, z, tables, ordering=Ordering.CHANNEL_WEIGHTED, channel_priority=priority * 10)
+    data = encode_latent(y, means, kidx, z, tables, ordering=Ordering.CHANNEL_WEIGHTED, channel_priority=priority)
+    assert read_header(data).ordering == Ordering.CHANNEL_WEIGHTED
+    # a stream written without a bundle names the tables and the priorities
+    assert read_header(data).codec_id != tables.digest[:4]
+    for wrong in (None, priority + 64, priority[:5]):
+        with pytest.raises(TableMismatchError):
+            decode_stream(data, tables, prior_of(means, kidx), channel_priority=wrong)
+    dec = decode_stream(data, tables, prior_of(means, kidx), channel_priority=priority)
+    assert dec.complete and np.array_equal(dec.residual(), _residual(y, means))
+    # the other orders ignore priorities
+    plain = encode_latent(y, means, kidx, z, tables, ordering=Ordering.EXPECTED_VARIANCE, channel_priority=priority)
+    assert plain == encode_latent(y, means, kidx, z, tables, ordering=Ordering.EXPECTED_VARIANCE)
 
 
 def test_truncated_header_or_z_raise(tables, stream):

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import make_latent, prior_of
+from helpers import make_latent, prior_of, priority_for
 from edge_sdk.runtime import ChunkSchedule, LatentDecoder, Ordering, encode_latent
 from edge_sdk.runtime.codec import RECONSTRUCTIONS
 
@@ -26,12 +26,15 @@ def test_reference_and_fast_write_identical_bytes(tables, seed, shape, lo, hi, o
         z = z.copy()
         z.flat[0] = -5000
     schedule = ChunkSchedule(target_levels=levels, framing_budget=1.0)
-    ref = encode_latent(y, means, kidx, z, tables, ordering=ordering, schedule=schedule, coder="reference")
-    fast = encode_latent(y, means, kidx, z, tables, ordering=ordering, schedule=schedule, coder="fast")
+    priority = priority_for(ordering, shape[0], seed)
+    ref = encode_latent(y, means, kidx, z, tables, ordering=ordering, schedule=schedule, coder="reference",
+                        channel_priority=priority)
+    fast = encode_latent(y, means, kidx, z, tables, ordering=ordering, schedule=schedule, coder="fast",
+                         channel_priority=priority)
     assert ref == fast
     q = np.rint(y.astype(np.float64) - means)
     for coder in ("reference", "fast"):
-        dec = LatentDecoder(tables, prior=prior_of(means, kidx), coder=coder)
+        dec = LatentDecoder(tables, prior=prior_of(means, kidx), coder=coder, channel_priority=priority)
         dec.feed(fast)
         assert dec.complete
         assert np.array_equal(dec.residual(), q)

@@ -131,7 +131,8 @@ def test_stream_of_another_bundle_is_refused(codec, photo, tmp_path, tiny_bundle
 
     manifest["codec_id"] = codec_id(manifest["model"]["name"], 3.0, {n: g["sha256"] for n, g in manifest["graphs"].items()},
                                     bytes.fromhex(manifest["entropy"]["tables_digest"]),
-                                    manifest.get("integer_prior", {}).get("sha256")).hex()
+                                    manifest.get("integer_prior", {}).get("sha256"),
+                                    manifest["entropy"].get("channel_priority")).hex()
     (other / "manifest.json").write_text(json.dumps(manifest))
     data = codec[0].encode(photo)
     with pytest.raises(BitstreamError, match="bundle"):

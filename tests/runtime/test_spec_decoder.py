@@ -167,8 +167,8 @@ def test_tables_hash_from_the_text(tables):
 
 # ----------------------------------------------------------------- worked example (8)
 EXAMPLE_HEX = """
-4544 4754 020e 0a1b 2c3d 1e1c 0204 0102
-0201 0101 2c93 2285 afcf 4c9b 0703 0101
+4544 4754 031a 0a1b 2c3d 1e1c 0204 0102
+0201 0101 2c93 2285 4d0c bdaa 0703 0101
 0107 0200 0401 cfe2 7012 5bf3 07ff ff80
 f27c 5b3e
 """
@@ -189,12 +189,12 @@ def test_worked_example():
     assert data == bytes.fromhex("".join(EXAMPLE_HEX.split()))
     res = spec_decode(data, t, means, kidx, expected_codec_id=EXAMPLE_ID)
     h = res.header
-    assert (h.version, h.mode, h.prior_mode, h.ordering, h.quality) == (2, 0x0E, 0, 1, 3)
+    assert (h.version, h.mode, h.prior_mode, h.ordering, h.quality) == (3, 0x1A, 0, 1, 3)
     assert h.codec_id == EXAMPLE_ID
     assert (h.image_height, h.image_width, h.pad_bottom, h.pad_right) == (30, 28, 2, 4)
     assert (h.y_shape, h.z_size, h.z_length, h.header_size) == ((1, 2, 2), (1, 1), 1, 28)
     assert h.scale_index_crc == 0x8522932C == zlib.crc32(bytes.fromhex("1400000028000500"))
-    assert h.level0_crc == 0x9B4CCFAF
+    assert h.level0_crc == 0xAABD0C4D
     assert res.z == [-1]
     assert (res.num_planes, res.chunks_per_plane, res.lengths, res.table_size) == (3, [1, 1, 1], [2, 2, 4, 7], 8)
     assert res.boundaries == [29, 39, 41, 45, 52]
@@ -268,7 +268,17 @@ CASES = [
     ((5, 6, 5), 4, (0.1, 20.0), Ordering.SIGMA, ChunkSchedule(), True),
     ((4, 5, 5), 5, (0.1, 0.3), Ordering.EXPECTED_VARIANCE, MANY, True),
     ((7, 4, 4), 6, (0.5, 200.0), Ordering.SIGMA, MANY, True),
+    ((6, 4, 5), 7, (0.1, 50.0), Ordering.CHANNEL_WEIGHTED, MANY, False),
+    ((5, 5, 4), 8, (0.1, 20.0), Ordering.CHANNEL_WEIGHTED, ChunkSchedule(), True),
 ]
+
+
+def case_priority(case):
+    """Channel priorities for a CHANNEL_WEIGHTED case (None otherwise): wide enough to reorder planes."""
+    shape, seed, _, ordering, _, _ = case
+    if ordering != Ordering.CHANNEL_WEIGHTED:
+        return None
+    return np.random.default_rng(seed).integers(-4096, 4097, shape[0]).tolist()
 
 
 def case_stream(tables, case, codec_id=None):
@@ -282,27 +292,28 @@ def case_stream(tables, case, codec_id=None):
     z.flat[1] = 70  # z escape bin (support is +-32)
     z.flat[2] = -45
     data = encode_latent(y, means, kidx, z, tables, info=StreamInfo(codec_id=codec_id),
-                         ordering=ordering, schedule=schedule)
+                         ordering=ordering, schedule=schedule, channel_priority=case_priority(case))
     return y, means, kidx, z, data
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
 def test_levels_agree_with_runtime(tables, case):
     y, means, kidx, z, data = case_stream(tables, case)
-    res = spec_decode(data, tables, means, kidx)
+    kw = {"channel_priority": case_priority(case)}
+    res = spec_decode(data, tables, means, kidx, **kw)
     N = len(res.lengths)
     assert res.level == N and len(res.boundaries) == N + 1 and res.boundaries[-1] == len(data)
     assert res.header.ordering == case[3].value
     if case[4] is MANY and case[2] != (0.1, 0.3):
         assert max(res.chunks_per_plane) > 1  # the cuts of 5.6 are exercised
-    decoder = LatentDecoder(tables, prior=lambda z_, h: (means, kidx))
+    decoder = LatentDecoder(tables, prior=lambda z_, h: (means, kidx), **kw)
     decoder.feed(data)
     for j in range(N + 1):
         assert decoder.bytes_for_level(j) == res.boundaries[j]
     for j, end in enumerate(res.boundaries):
-        prefix = spec_decode(data[:end], tables, means, kidx)
+        prefix = spec_decode(data[:end], tables, means, kidx, **kw)
         assert prefix.level == j and prefix.estimates[j] == res.estimates[j]
-        rt = rt_decode(data[:end], tables, means, kidx)
+        rt = rt_decode(data[:end], tables, means, kidx, **kw)
         assert rt.level == j
         want = rt.residual_estimate("conditional_mean").reshape(-1)
         got = np.array(res.estimates[j])
@@ -314,7 +325,18 @@ def test_levels_agree_with_runtime(tables, case):
     # a cut inside a chunk decodes to the level before it
     mid = (res.boundaries[1] + res.boundaries[2]) // 2
     if res.boundaries[1] < mid:
-        assert spec_decode(data[:mid], tables, means, kidx).level == 1
+        assert spec_decode(data[:mid], tables, means, kidx, **kw).level == 1
+    if kw["channel_priority"] is not None:
+        # the priorities reorder planes (against the same latent in EXPECTED_VARIANCE order), and
+        # without them, or with other ones, neither decoder decodes
+        unweighted = encode_latent(y, means, kidx, z, tables, ordering=Ordering.EXPECTED_VARIANCE, schedule=case[4])
+        assert spec_decode(unweighted, tables, means, kidx).plane_orders != res.plane_orders
+        plain = LatentDecoder(tables, prior=lambda z_, h: (means, kidx))
+        both_raise(data, tables, means, kidx, "TableMismatchError")
+        with pytest.raises(rt_errors.TableMismatchError):
+            plain.feed(data)
+        other = [v + 64 for v in kw["channel_priority"]]
+        both_raise(data, tables, means, kidx, "TableMismatchError", channel_priority=other)
 
 
 # ----------------------------------------------------------------- errors (2.5)

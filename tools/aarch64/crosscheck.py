@@ -183,7 +183,8 @@ def decode_one(bundle: Bundle, graphs: GraphSet, data: bytes, checkpoints: int,
         seen.update(z=sha(np.asarray(z, np.int64)), means=sha(means), scale_indices=sha(np.asarray(kidx, np.int64)))
         return means, kidx
 
-    dec = LatentDecoder(bundle.tables, prior=prior, expected_codec_id=bundle.stream_codec_id)
+    dec = LatentDecoder(bundle.tables, prior=prior, expected_codec_id=bundle.stream_codec_id,
+                        channel_priority=bundle.channel_priority)
     ends = level_boundaries(data)
     levels = len(ends) - 1
     wanted = set(checkpoint_levels(levels, checkpoints))
