@@ -12,9 +12,11 @@ Layout (fixed-width integers little-endian, varints unsigned LEB128)::
 
 Level 0 is the header and z alone. The level table follows z, so a client that
 has read a few dozen bytes past level 0 knows where every later level ends.
-Every chunk ends in a check of 1, 2 or 4 bytes (sized to the chunk) taken from a
-CRC-32 that runs over the table and every earlier chunk's payload and decoded
-symbols, so one damaged or desynchronised chunk also fails every later check.
+A CRC-32 runs over the table and every chunk's payload and decoded symbols; a chunk
+that closes a *check run* (the last chunk of a plane, or one that brings the bytes since
+the previous check to ``CHECK_RUN_BYTES``) ends in 1, 2 or 4 bytes of it, sized to the
+run, so the checks cost about 0.2 % of a stream and one damaged or desynchronised chunk
+fails its run's check and every later one.
 
 Only structure lives here; what the payloads mean is in ``codec.py``.
 """
@@ -26,6 +28,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cached_property
 from typing import Optional
 
 from .errors import CorruptStreamError, ForeignStreamError, TruncatedStreamError
@@ -52,6 +55,9 @@ HEADER_VARINTS = ("image height", "image width", "bottom padding", "right paddin
 MAX_HEADER_BYTES = FIXED.size + 9 * len(HEADER_VARINTS) + 8
 #: checks of the last (escape) chunk are always this long: the whole stream's final check
 ESCAPE_CHECK_BYTES = 4
+#: a plane chunk carries a check when the chunk bytes since the last check reach this (or
+#: when it ends its plane): docs/bitstream.md 2.2
+CHECK_RUN_BYTES = 1024
 
 
 class PriorMode(IntEnum):
@@ -129,24 +135,59 @@ class LevelTable:
             index -= count
         return self.num_planes
 
+    @cached_property
+    def checks(self) -> tuple[int, ...]:
+        """Check bytes of every chunk (0: the chunk's run goes on), from the lengths alone."""
+        return check_layout(self.chunks_per_plane, self.lengths[:-1]) + (ESCAPE_CHECK_BYTES,)
+
     def check_bytes(self, index: int) -> int:
-        """Length of chunk ``index``'s check."""
-        if index == self.num_levels - 1:
-            return ESCAPE_CHECK_BYTES
-        return check_size(self.lengths[index])
+        """Length of chunk ``index``'s check (0 when it carries none)."""
+        return self.checks[index]
 
 
-def check_size(chunk_length: int) -> int:
-    """Check bytes of a plane chunk of ``chunk_length`` bytes (payload and check together)."""
-    return 1 if chunk_length < 256 else 2 if chunk_length < 4096 else 4
+def check_size(run_length: int) -> int:
+    """Check bytes that close a run of ``run_length`` chunk bytes (payloads and the check)."""
+    return 1 if run_length < 256 else 2 if run_length < 4096 else 4
 
 
-def plane_chunk_length(payload_length: int) -> int:
-    """The chunk length (payload + check) for a plane chunk: the smallest check whose tier it lands in."""
-    for check in (1, 2, 4):
-        if check_size(payload_length + check) == check:
-            return payload_length + check
-    raise AssertionError("unreachable: a 4-byte check always fits")
+def check_layout(chunks_per_plane: tuple[int, ...], plane_lengths: tuple[int, ...]) -> tuple[int, ...]:
+    """Check bytes of each plane chunk, given every plane chunk's length (its check included).
+
+    A chunk closes a run, and carries ``check_size(run)`` bytes, when it is the last of its
+    plane or when the run (this chunk and the unchecked ones before it) reaches
+    CHECK_RUN_BYTES; other chunks carry none (docs/bitstream.md 2.2).
+    """
+    checks, run, index = [], 0, 0
+    for count in chunks_per_plane:
+        for m in range(count):
+            run += plane_lengths[index]
+            closes = m == count - 1 or run >= CHECK_RUN_BYTES
+            checks.append(check_size(run) if closes else 0)
+            run = 0 if closes else run
+            index += 1
+    return tuple(checks)
+
+
+def plane_chunk_lengths(chunks_per_plane: tuple[int, ...], payload_lengths: list[int]) -> list[int]:
+    """Chunk lengths a writer stores for these payloads (in stream order), the inverse of
+    :func:`check_layout`: a chunk closes its run when the run's payloads reach CHECK_RUN_BYTES
+    or it ends its plane, with the smallest check whose tier the run lands in; an unchecked
+    chunk with an empty payload is one 00 byte (which decodes as the empty payload), so that
+    every chunk has at least one byte and the level ends strictly increase."""
+    lengths, run, index = [], 0, 0
+    for count in chunks_per_plane:
+        for m in range(count):
+            payload = payload_lengths[index]
+            unchecked = max(payload, 1)
+            if m == count - 1 or run + unchecked >= CHECK_RUN_BYTES:  # what check_layout reads back
+                check = next(c for c in (1, 2, 4) if check_size(run + payload + c) == c)
+                lengths.append(payload + check)
+                run = 0
+            else:
+                lengths.append(unchecked)
+                run += unchecked
+            index += 1
+    return lengths
 
 
 def chunk_check(running_crc: int, check_bytes: int) -> bytes:
@@ -330,8 +371,8 @@ def try_parse_table(data: bytes | bytearray, start: int) -> Optional[LevelTable]
     except _NeedMore:
         return None
     table = LevelTable(counts, tuple(lengths), r.pos - start)
-    for i, length in enumerate(table.lengths):
-        if length < (ESCAPE_CHECK_BYTES if i == total - 1 else 1):
+    for i, (length, check) in enumerate(zip(table.lengths, table.checks)):
+        if length < max(check, 1):
             raise CorruptStreamError(f"level table: chunk {i} of {length} bytes cannot hold its check")
     return table
 

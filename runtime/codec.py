@@ -45,21 +45,27 @@ RECONSTRUCTIONS = ("midpoint", "conditional_mean")
 PriorFn = Callable[[np.ndarray, Header], "tuple[np.ndarray, np.ndarray]"]
 
 
+#: the most levels an encoder makes by default: at least 50 on a Kodak photo (768x512),
+#: where the framing then stays near 1 % of the stream (benchmarks/progressive.py)
+DEFAULT_TARGET_LEVELS = 54
+
+
 @dataclass(frozen=True)
 class ChunkSchedule:
     """How the encoder cuts planes into chunks (levels). Not needed to decode.
 
-    Every level costs framing: its length in the level table (1-2 bytes), its check
-    (1-4 bytes) and at most one flush byte, about ``level_bytes`` together. The
-    encoder spends at most ``framing_budget`` of the estimated stream size on it, so
-    a 4 KB stream gets about 26 levels and a large one ``target_levels``. Each plane
+    Every level costs framing: its length in the level table (1-2 bytes), at most one
+    flush byte and its share of the run checks (about 2 bytes per KB), about
+    ``level_bytes`` together. The encoder spends at most ``framing_budget`` of the
+    estimated stream size on it, so a 4.5 KB stream gets about 30 levels and a large
+    one ``target_levels``. Each plane
     gets chunks in proportion to its share of the bits (at least one), cut where the
     expected information in plane order reaches equal shares (docs/bitstream.md 5.6).
     """
 
-    target_levels: int = 64
-    framing_budget: float = 0.02
-    level_bytes: float = 3.0
+    target_levels: int = DEFAULT_TARGET_LEVELS
+    framing_budget: float = 0.013
+    level_bytes: float = 2.0
 
     def __post_init__(self) -> None:
         if self.target_levels < 1 or not 0 < self.framing_budget <= 1 or self.level_bytes <= 0:
@@ -267,14 +273,16 @@ def encode_latent(
     payloads.append(impl.encode_escapes(overflow))
     check_data.append(overflow.astype("<i8").tobytes())
 
-    lengths = [bs.plane_chunk_length(len(p)) for p in payloads[:-1]] + [len(payloads[-1]) + bs.ESCAPE_CHECK_BYTES]
+    lengths = bs.plane_chunk_lengths(tuple(chunks_per_plane), [len(p) for p in payloads[:-1]])
+    lengths.append(len(payloads[-1]) + bs.ESCAPE_CHECK_BYTES)
     table = LevelTable(tuple(chunks_per_plane), tuple(lengths))
     table_bytes = bs.serialize_table(table)
     running = bs.crc32(table_bytes)
     chunk_bytes = []
-    for payload, covered, length in zip(payloads, check_data, lengths):
+    for payload, covered, length, check in zip(payloads, check_data, lengths, table.checks):
+        payload = payload.ljust(length - check, b"\0")  # an empty unchecked payload is stored as 00
         running = bs.crc32(payload, covered, start=running)
-        chunk_bytes.append(payload + bs.chunk_check(running, length - len(payload)))
+        chunk_bytes.append(payload + bs.chunk_check(running, check))
 
     z_payload = impl.encode_z(z_f.astype(np.int64).ravel(), _z_channels(z.shape), tables.z)
     header = Header(
@@ -375,6 +383,11 @@ class LatentDecoder:
         self._state: Optional[PlaneState] = None
         self._escape: Optional[np.ndarray] = None  # exact residual corrections once decoded
         self._running_crc = 0
+        # a chunk without a check is decoded at once but verified by the check that closes its
+        # run (docs/bitstream.md 2.4): what to return to when that check fails
+        self._verified_crc = 0
+        self._verified_level = 0
+        self._run_start = 0  # position in the plane's order where the unverified chunks begin
         self.level = 0
         self._plane = -1
         self._order: Optional[np.ndarray] = None
@@ -389,6 +402,13 @@ class LatentDecoder:
     def num_levels(self) -> Optional[int]:
         """Highest level (number of chunks), once the level table is in."""
         return None if self.table is None else self.table.num_levels
+
+    @property
+    def verified_level(self) -> int:
+        """The deepest level whose chunks have all passed a check. ``level`` may be ahead of it by
+        the chunks of an unfinished check run (at most about CHECK_RUN_BYTES of them); when the
+        run's check fails, the decoder returns to this level."""
+        return self._verified_level
 
     @property
     def ready(self) -> bool:
@@ -512,6 +532,7 @@ class LatentDecoder:
             if self.table is None:
                 return
             self._running_crc = bs.crc32(bytes(self._buf[self.header.level0_end : self.header.level0_end + self.table.size]))
+            self._verified_crc = self._running_crc
             ends = bs.level_ends(self.header, self.table)
             self._chunk_starts = [ends[0] + self.table.size] + ends[1:-1]
         if self._state is None:
@@ -552,10 +573,25 @@ class LatentDecoder:
             means, kidx = self._prior_fn(self.z, h)
             self.set_prior(means, kidx)
 
+    def _verified(self, index: int, running: int) -> None:
+        self._running_crc = self._verified_crc = running
+        self._verified_level = index + 1
+
+    def _fail_run(self, message: str, index: int, upto: int) -> CorruptChunkError:
+        """Undo the unverified chunks of the current run (positions up to ``upto`` of the plane's
+        order) and return to the last verified level."""
+        if self._order is not None and upto > self._run_start:
+            self._coder.rollback(self._order, self._run_start, upto, self._state)
+        first = self._verified_level
+        self._running_crc = self._verified_crc
+        self.level = first
+        run = f"chunks {first}..{index}" if first < index else f"chunk {index}"
+        return CorruptChunkError(f"{run}: {message}", index)
+
     def _decode_chunk(self, index: int, chunk: bytes) -> None:
         table, st, tab = self.table, self._state, self.tables.trit
         check_len = table.check_bytes(index)
-        payload, stored = chunk[:-check_len], chunk[-check_len:]
+        payload, stored = chunk[: len(chunk) - check_len], chunk[len(chunk) - check_len:]
         plane = table.plane_of_chunk(index)
         if plane == table.num_planes:
             where = f"chunk {index} (escapes)"
@@ -570,10 +606,10 @@ class LatentDecoder:
             correction = np.zeros(st.prefix.size, np.int64)
             correction[edges] = np.where(st.symbols()[edges] == 0, -overflow, overflow)
             self._escape = correction
-            self._running_crc = running
+            self._verified(index, running)
             return
         if plane != self._plane:
-            self._plane, self._plane_first_chunk = plane, index
+            self._plane, self._plane_first_chunk, self._run_start = plane, index, 0
             self._order = self._coder.plane_order(plane, st, tab, self.header.ordering == Ordering.SIGMA, self._offsets)
             self._plane_ends = plane_cuts(self._coder.plane_cumulative_costs(self._order, st, tab),
                                           table.chunks_per_plane[plane])
@@ -584,16 +620,16 @@ class LatentDecoder:
         try:
             trits = self._coder.decode_chunk(self._order, a, b, st, tab, payload)
         except RangeCoderError as exc:
-            raise CorruptChunkError(f"{where}: {exc}; the payload is damaged", index) from exc
+            raise self._fail_run(f"{where}: {exc}; the payload is damaged", index, a) from exc
         running = bs.crc32(payload, trits.tobytes(), start=self._running_crc)
+        if check_len == 0:
+            self._running_crc = running  # verified when its run closes
+            return
         if bs.chunk_check(running, check_len) != stored:
-            self._coder.rollback(self._order, a, b, st)
-            raise CorruptChunkError(
-                f"{where}: check mismatch; the payload is damaged or the decoder's probabilities "
-                "differ from the encoder's",
-                index,
-            )
-        self._running_crc = running
+            raise self._fail_run(f"{where}: check mismatch; the payload is damaged or the decoder's probabilities "
+                                 "differ from the encoder's", index, b)
+        self._verified(index, running)
+        self._run_start = b
 
     # ---------------------------------------------------------------- results
     def residual_estimate(self, rule: Optional[str] = None) -> np.ndarray:
@@ -678,6 +714,7 @@ def decode_stream(
 __all__ = [
     "BitstreamError",
     "ChunkSchedule",
+    "DEFAULT_TARGET_LEVELS",
     "LatentDecoder",
     "StreamInfo",
     "decode_stream",

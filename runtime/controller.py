@@ -30,8 +30,8 @@ from .fileio import atomic_write
 CONTROLLER_FORMAT = "edge-sdk-controller"
 CONTROLLER_VERSION = 2  # 2 adds the optional recalibration; version 1 files still load
 READABLE_VERSIONS = (1, 2)
-#: how many times per stream Algorithm 2 consults the controller by default. A stream has up to
-#: 64 levels; running the classifier at every one would cost up to 64 classifier
+#: how many times per stream Algorithm 2 consults the controller by default. A stream has about
+#: 56 levels; running the classifier at every one would cost up to 56 classifier
 #: passes where a full decode costs one, so the checks are spread over the bytes instead.
 DEFAULT_CHECKPOINTS = 8
 

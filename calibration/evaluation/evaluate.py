@@ -22,6 +22,7 @@ import numpy as np
 
 from edge_sdk.runtime import level_boundaries, scale_to_index
 from edge_sdk.runtime.bundle import Bundle
+from edge_sdk.runtime.codec import DEFAULT_TARGET_LEVELS
 from edge_sdk.runtime.coders import get_coder
 from edge_sdk.runtime.fileio import atomic_file, atomic_write
 from edge_sdk.runtime.images import psnr, to_uint8
@@ -45,7 +46,7 @@ class EvalSettings:
     jpeg_qualities: tuple[int, ...] = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
     webp_qualities: tuple[int, ...] = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
     lpips: bool = True
-    target_levels: int = 64  # the Encoder's ChunkSchedule: fewer levels, fewer framing bytes
+    target_levels: int = DEFAULT_TARGET_LEVELS  # the Encoder's ChunkSchedule: fewer levels, fewer framing bytes
 
     def __post_init__(self) -> None:
         if self.depth_points < 2 or self.nonprogressive_steps < 1 or self.target_levels < 1:

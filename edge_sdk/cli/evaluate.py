@@ -12,6 +12,7 @@ from rich.table import Table
 
 from edge_sdk.cli.common import (DEVICE_OPTION, THREADS_OPTION, app, backend_from_options, console, err_console, fail,
                                  open_bundle, progress_bar, read_labels)
+from edge_sdk.runtime.codec import DEFAULT_TARGET_LEVELS
 from edge_sdk.runtime.fileio import atomic_write
 
 
@@ -39,7 +40,8 @@ def evaluate_command(
                                            help="WebP qualities (Pillow, method 6; repeatable)."),
     steps: int = typer.Option(4, help="Non-progressive points: the latent coded in one Gaussian-conditional stream "
                               "with quantizer steps 3**0 .. 3**(steps-1)."),
-    levels: int = typer.Option(64, help="Decodable levels our encoder aims for (each costs ~8 bytes of framing)."),
+    levels: int = typer.Option(DEFAULT_TARGET_LEVELS, help="Decodable levels our encoder aims for (each costs about 2 "
+                               "bytes of framing)."),
     lpips: bool = typer.Option(True, "--lpips/--no-lpips", help="Also LPIPS (AlexNet; needs edge-sdk[train])."),
     device: str = DEVICE_OPTION,
     threads: int = THREADS_OPTION,

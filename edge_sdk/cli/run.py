@@ -16,6 +16,7 @@ from edge_sdk.cli.common import (DEVICE_OPTION, MAX_PIXELS_OPTION, THREADS_OPTIO
                                  err_console, fail, open_bundle, progress_bar, read_stream)
 from edge_sdk.runtime.fileio import atomic_write
 from edge_sdk.runtime.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
+from edge_sdk.runtime.codec import DEFAULT_TARGET_LEVELS
 from edge_sdk.runtime.pipeline import DEEPEST
 
 STREAM_SUFFIX = ".edgt"
@@ -26,9 +27,9 @@ URL_LIST_SUFFIX = ".txt"
 # shared by encode and run
 SHORT_SIDE_OPTION = typer.Option(0, help="Downscale images so the short side is this before encoding (224: "
                                  "EfficientNet-Lite0's scale); 0 encodes them as they are.")
-LEVELS_OPTION = typer.Option(64, help="The most decodable levels per stream. Each costs about 3 bytes of framing "
-                             "(its length, its check, a flush byte); smaller streams get fewer, so framing stays "
-                             "within 2 % of the bytes (a 224-px photo: about 25 levels).")
+LEVELS_OPTION = typer.Option(DEFAULT_TARGET_LEVELS, help="The most decodable levels per stream. Each costs about 2 "
+                             "bytes of framing (its length, a flush byte, its share of the checks); smaller streams "
+                             "get fewer, so framing stays near 1.3 % of the bytes (a 224-px photo: about 30 levels).")
 PRIOR_OPTION = typer.Option(None, help="integer (default when the bundle has one): streams decode identically on any "
                             "backend, thread count or precision; float: for decoding on the encoder's exact backend "
                             "setup only (not faster on CPU; see docs/prior.md).")
@@ -114,7 +115,7 @@ def _warn_random(bundle) -> None:
                           f"{', '.join(bundle.random_parts)}; its outputs mean nothing")
 
 
-def _encoder(encoder_class, bundle, backend, short_side: int, prior: Optional[str], levels: int = 64,
+def _encoder(encoder_class, bundle, backend, short_side: int, prior: Optional[str], levels: int = DEFAULT_TARGET_LEVELS,
              max_pixels: int = DEFAULT_MAX_PIXELS):
     from edge_sdk.runtime import ChunkSchedule
 

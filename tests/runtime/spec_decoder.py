@@ -387,8 +387,24 @@ def _table_varint(data: bytes, pos: int):
     return v, pos, ok
 
 
-def _check_bytes(T: int) -> int:
-    return 1 if T < 256 else 2 if T < 4096 else 4
+def _check_of(U: int) -> int:
+    return 1 if U < 256 else 2 if U < 4096 else 4
+
+
+def _checks(cpp: list, lengths: list) -> list:
+    """2.2: check bytes of every chunk from the lengths: runs close at a plane's last chunk or at
+    1024 bytes; the escape chunk has 4."""
+    out, U, j = [], 0, 0
+    for count in cpp:
+        for m in range(count):
+            U += lengths[j]
+            if m == count - 1 or U >= 1024:
+                out.append(_check_of(U))
+                U = 0
+            else:
+                out.append(0)
+            j += 1
+    return out + [4]
 
 
 def decode(
@@ -521,6 +537,9 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
         return  # level 0: table bytes are held until complete
     if lengths[-1] < 4:
         raise CorruptStreamError("escape chunk shorter than its check")
+    checks = _checks(cpp, lengths)
+    if any(T < cb for T, cb in zip(lengths, checks)):
+        raise CorruptStreamError("chunk shorter than its check")
     res.num_planes, res.chunks_per_plane, res.lengths = L, cpp, lengths
     table = data[E0:pos]
     res.table_size = len(table)
@@ -539,6 +558,8 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
 
     R = crc32(table)
     res.crc_after = [R]
+    # 2.4: chunks of an open run are applied at once and undone if the run's check fails
+    verified_level, pending = 0, []
     # chunk j -> (plane, index within the plane, 1-based)
     chunk_plane = []
     for i in range(L):
@@ -585,7 +606,7 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
                 res.plane_costs[i] = cum
                 res.plane_orders[i] = order
                 res.plane_cuts[i] = cuts
-            cb = _check_bytes(T)
+            cb = checks[j]
             payload, check = chunk[: T - cb], chunk[T - cb:]
             D = Dec(payload)
             trits = []
@@ -594,14 +615,19 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
                 f0, f1, f2 = trit.freqs(ks[e], l[e] - r[e], p[e])
                 t = D.get((0, f0, f0 + f1, top), 3, P)
                 if t < 0:
+                    _undo(pending, p, r, res, verified_level)
                     raise CorruptChunkError(f"chunk {j}: code value in the gap", j)
                 trits.append((e, t))
             R2 = crc32(bytes(t for _, t in trits), crc32(payload, R))
-            if (R2 & ((1 << (8 * cb)) - 1)) != int.from_bytes(check, "little"):
-                raise CorruptChunkError(f"chunk {j}: check mismatch", j)
-            for e, t in trits:  # applied only once the chunk is good
+            for e, t in trits:  # an element occurs once per plane: no later frequency of the plane changes
                 p[e] = 3 * p[e] + t
                 r[e] -= 1
+            pending.extend(trits)
+            if cb:
+                if (R2 & ((1 << (8 * cb)) - 1)) != int.from_bytes(check, "little"):
+                    _undo(pending, p, r, res, verified_level)
+                    raise CorruptChunkError(f"chunk {j}: check mismatch", j)
+                pending, verified_level = [], j + 1
         else:  # escape chunk (5.4)
             payload, check = chunk[: T - 4], chunk[T - 4:]
             D = Dec(payload)
@@ -624,6 +650,7 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
             for e, u in us:
                 corr[e] = -u if p[e] == 0 else u
             escaped = True
+            verified_level = j + 1
         R = R2
         res.crc_after.append(R)
         res.level = j + 1
@@ -632,6 +659,16 @@ def _decode(data, trit, zt, prior, expected_codec_id, tables_digest, max_latent_
         res.residual = [p[e] - c[e] + corr[e] for e in range(n)]
     if len(data) > stream_size:
         raise TrailingBytesError("bytes past the end of the stream")
+
+
+def _undo(pending, p, r, res, verified_level):
+    """2.5: a failed run is undone; the decoder is back at the last verified level."""
+    for e, _ in reversed(pending):
+        p[e] //= 3
+        r[e] += 1
+    res.level = verified_level
+    del res.estimates[verified_level + 1:]
+    del res.crc_after[verified_level + 1:]
 
 
 def _flatten(arr, shape, what):

@@ -208,10 +208,39 @@ def test_per_chunk_framing_is_its_length_its_check_and_one_flush_byte(tables):
     data = encode_latent(y, means, kidx, z, tables, schedule=ChunkSchedule(target_levels=128, framing_budget=1.0))
     chunks = _replay_ideal_bits(tables, data, means, kidx, y)
     assert len(chunks) > 60
+    run = 0
     for plane, chunk, bits in chunks:
-        assert chunk.check == (1 if chunk.length < 256 else 2 if chunk.length < 4096 else 4)
+        # a check closes each run of about CHECK_RUN_BYTES and each plane, sized to the run (2.2)
+        run += chunk.length
+        if chunk.check:
+            assert chunk.check == (1 if run < 256 else 2 if run < 4096 else 4)
+            run = 0
+        else:
+            assert run < bs.CHECK_RUN_BYTES
         overhead = chunk.length - bits / 8 + bs.varint_size(chunk.length)
         assert overhead <= bs.varint_size(chunk.length) + chunk.check + 1.01, f"plane {plane}: {overhead:.2f} bytes"
+    assert sum(c.check for _, c, _ in chunks) < len(chunks) / 2  # most chunks carry none
+
+
+def test_a_failed_run_check_undoes_the_whole_run(tables):
+    y, means, kidx, z = make_latent(tables, (64, 16, 24), seed=9)
+    data = encode_latent(y, means, kidx, z, tables, schedule=ChunkSchedule(target_levels=128, framing_budget=1.0))
+    _, table = read_layout(data)
+    closing = [j for j, c in enumerate(table.checks) if c]
+    # a run of at least three chunks, none of them the first of its plane's run
+    first, last = next((a + 1, b) for a, b in zip(closing, closing[1:]) if b - a >= 3)
+    ends = level_boundaries(data)
+    damaged = bytearray(data)
+    damaged[ends[first]] ^= 0x5A  # the first byte of chunk `first`, which carries no check
+    dec = LatentDecoder(tables, prior=prior_of(means, kidx))
+    dec.feed(bytes(damaged[: ends[last]]))  # every chunk of the run but the closing one
+    assert dec.level == last and dec.verified_level == first
+    with pytest.raises(CorruptChunkError, match=f"chunks {first}..{last}") as err:
+        dec.feed(bytes(damaged[ends[last]: ends[last + 1]]))
+    assert err.value.chunk == last and dec.level == dec.verified_level == first
+    clean = LatentDecoder(tables, prior=prior_of(means, kidx))
+    clean.feed(data[: ends[first]])
+    np.testing.assert_array_equal(dec.residual_estimate(), clean.residual_estimate())
 
 
 @pytest.mark.parametrize("shape, levels", [((192, 14, 19), 16), ((192, 32, 48), 50)])

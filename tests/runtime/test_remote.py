@@ -12,6 +12,7 @@ import pytest
 from edge_sdk.runtime import BitstreamError, CorruptChunkError, level_boundaries
 from edge_sdk.runtime.backends import open_backend
 from edge_sdk.runtime.bundle import Bundle
+from edge_sdk.runtime.codec import read_layout
 from edge_sdk.runtime.controller import checkpoint_levels
 from edge_sdk.runtime.errors import (ByteCapError, ConnectionLostError, FetchError, FetchTimeoutError, HTTPStatusError,
                                      RangeNotSatisfiableError, RemoteStreamError, RemoteTruncatedError,
@@ -48,7 +49,7 @@ def served(decoders, tmp_path_factory):
     (root / "other-a.edgt").write_bytes(other)
     (root / "truncated.edgt").write_bytes(stream[: ends[5] + 3])
     corrupt = bytearray(stream)
-    corrupt[ends[6] + 1] ^= 0x5A  # inside chunk 6: level 7 fails its check, level 6 is the last good one
+    corrupt[ends[6] + 1] ^= 0x5A  # inside chunk 6: its run's check fails
     (root / "corrupt.edgt").write_bytes(bytes(corrupt))
     (root / "empty.edgt").write_bytes(b"")
     return root, stream
@@ -226,8 +227,13 @@ def test_corrupted_file_stops_at_the_last_good_level(decoders, static, served):
     plain, stream = decoders[0], served[1]
     with pytest.raises(RemoteStreamError) as caught:
         plain.fetch(f"{static}/corrupt.edgt", policy=POLICY)
-    assert isinstance(caught.value.__cause__, CorruptChunkError) and caught.value.__cause__.chunk == 6
-    same(caught.value.partial.prediction, plain.classify(stream, level=6))
+    # chunk 6 is damaged: the check that closes its run fails, and the decoder returns to the
+    # level its previous check verified (docs/bitstream.md 2.4)
+    checks = read_layout(stream)[1].checks
+    closing = next(k for k in range(6, len(checks)) if checks[k])
+    verified = max([k + 1 for k in range(6) if checks[k]], default=0)
+    assert isinstance(caught.value.__cause__, CorruptChunkError) and caught.value.__cause__.chunk == closing
+    same(caught.value.partial.prediction, plain.classify(stream, level=verified))
 
 
 def test_not_a_stream_is_a_bitstream_error(decoders, static, served, tmp_path):

@@ -396,23 +396,30 @@ def test_damaged_streams(tables):
         se, re_ = both_raise(flip(off), tables, means, kidx, type_of(flip(off), tables, means, kidx))
         assert isinstance(se, sd.CorruptStreamError)
         assert getattr(se, "chunk", None) == getattr(re_, "chunk", None)
-    # chunks: each fails at its own index and keeps the levels before it
+    # chunks: each fails at the check that closes its run (2.2) and keeps the verified levels before it
+    checks = sd._checks(good.chunks_per_plane, good.lengths)
+    assert 0 in checks[:-1]  # the case has chunks without a check
     for j in range(len(good.lengths)):
         start = good.boundaries[j + 1] - good.lengths[j]
+        closing = next(k for k in range(j, len(checks)) if checks[k])
+        run_start = max([k + 1 for k in range(j) if checks[k]], default=0)
         for off in (start, good.boundaries[j + 1] - 1):
             se, re_ = both_raise(flip(off, 0x10), tables, means, kidx, "CorruptChunkError")
-            # a wrong chunk with a 1- or 2-byte check passes it with probability 2^-8c; the
-            # running CRC then fails the next chunk (2.4). Both decoders must agree.
+            # a wrong run with a 1- or 2-byte check passes it with probability 2^-8c; the
+            # running CRC then fails the next check (2.4). Both decoders must agree.
             assert se.chunk == re_.chunk
-            assert se.chunk == j or (se.chunk > j and good.lengths[j] < 4096 and off == start)
-            got = se.chunk
-            assert se.partial.level == got
-            assert se.partial.estimates[: j + 1] == good.estimates[: j + 1]
+            assert se.chunk == closing or (se.chunk > closing and off == start)
+            verified = run_start if se.chunk == closing else max(k + 1 for k in range(se.chunk) if checks[k])
+            assert se.partial.level == verified
+            assert len(se.partial.estimates) == verified + 1
+            # levels before the damaged chunk are the good ones (after it, only when a check passed by chance)
+            assert se.partial.estimates[: j + 1] == good.estimates[: min(j, verified) + 1]
             dec = LatentDecoder(tables, prior=lambda z_, h: (means, kidx))
             with pytest.raises(rt_errors.CorruptChunkError):
                 dec.feed(flip(off, 0x10))
-            assert dec.level == got
-            assert np.array_equal(dec.residual_estimate("conditional_mean").reshape(-1), np.array(se.partial.estimates[got]))
+            assert dec.level == dec.verified_level == verified
+            assert np.array_equal(dec.residual_estimate("conditional_mean").reshape(-1),
+                                  np.array(se.partial.estimates[verified]))
     # bytes past the end: every level is decoded first
     se, _ = both_raise(data + b"\x00", tables, means, kidx, "TrailingBytesError")
     assert se.partial.level == len(good.lengths) and se.partial.residual == good.residual
