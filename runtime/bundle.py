@@ -70,6 +70,7 @@ def entropy_to_manifest(tables: EntropyTables, channel_priority: Optional[Sequen
             "scales": [float(s) for s in tables.trit.scales],
             "precision_bits": int(tables.trit.precision_bits),
             "tail_k": float(tables.trit.tail_k),
+            "uniform_mass": float(tables.trit.uniform_mass),
         },
         "z": {
             "precision_bits": int(z.precision_bits),
@@ -87,6 +88,7 @@ def entropy_from_manifest(section: dict[str, Any]) -> EntropyTables:
             np.asarray(trit_params["scales"], dtype=np.float64),
             precision_bits=int(trit_params["precision_bits"]),
             tail_k=float(trit_params["tail_k"]),
+            uniform_mass=float(trit_params.get("uniform_mass", 0.0)),  # bundles made before it had none
         )
         zsec = section["z"]
         cdfs = [np.asarray(c, dtype=np.int64) for c in zsec["cdfs"]]

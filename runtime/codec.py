@@ -250,7 +250,7 @@ def encode_latent(
     # First every payload (their lengths make the level table), then the checks: they run
     # over the table, so they can only be computed once it is known.
     payloads: list[bytes] = []
-    check_data: list[bytes] = []  # what each chunk's check covers beyond its payload
+    check_data: list[bytes] = []  # what the running CRC covers beyond each payload
     chunks_per_plane = []
     by_sigma = ordering == Ordering.SIGMA
     for plane in range(st.num_planes):

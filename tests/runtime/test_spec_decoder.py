@@ -5,6 +5,7 @@ of the table in 2.5 on damaged streams."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import struct
@@ -27,7 +28,7 @@ from edge_sdk.runtime import (  # noqa: E402
     encode_latent,
 )
 from edge_sdk.runtime import errors as rt_errors  # noqa: E402
-from edge_sdk.runtime.tables import default_entropy_tables  # noqa: E402
+from edge_sdk.runtime.tables import build_trit_tables, default_entropy_tables  # noqa: E402
 
 EXAMPLE_ID = bytes.fromhex("0a1b2c3d")
 
@@ -59,6 +60,7 @@ def spec_hash(tables):
         arr("trit.scales", "<f8", "d", [float(v) for v in t.scales]),
         arr("trit.precision_bits", "<i8", "q", [int(t.precision_bits)]),
         arr("trit.tail_k", "<f8", "d", [float(t.tail_k)]),
+        *([arr("trit.uniform_mass", "<f8", "d", [float(t.uniform_mass)])] if t.uniform_mass else []),
         arr("trit.plane_len", "|u1", "B", ints(t.plane_len)),
         arr("trit.cdf", "<u4", "I", ints(t.cdf)),
         arr("trit.cdf_start", "<i8", "q", ints(t.cdf_start)),
@@ -160,7 +162,7 @@ def test_crc_varint_and_log2_table():
 
 def test_tables_hash_from_the_text(tables):
     t1 = default_entropy_tables(1)
-    assert spec_hash(t1).hex() == "4cb88e2e4e8feb589e8f8170aeaa1677" == t1.digest.hex()
+    assert spec_hash(t1).hex() == "2b49235bf3b9b624649e42654ce7b644" == t1.digest.hex()
     assert spec_hash(tables) == tables.digest
     assert int(t1.trit.cdf_start[-1]) == 98504 and int(t1.trit.node_start[-1]) == 49124
 
@@ -175,7 +177,9 @@ f27c 5b3e
 
 
 def example():
-    t = default_entropy_tables(1)
+    # section 8's tables: the default ones without the uniform mixture of 4.2 step 4 (uniform_mass 0,
+    # as in tables made before it), so every number of the example stays small enough to check by hand
+    t = dataclasses.replace(default_entropy_tables(1), trit=build_trit_tables(uniform_mass=0.0))
     means = np.array([[[0.5, -0.25], [1.0, 0.0]]], np.float32)
     y = means + np.array([[[-1.25, 3.0], [2.25, 0.25]]], np.float32)
     kidx = np.array([[[20, 0], [40, 5]]])
@@ -449,6 +453,10 @@ def test_tables_follow_sections_4_2_to_4_4():
         n, c = 3 ** l, (3 ** l - 1) // 2
         w = [math.erfc((abs(s - c) - 0.5) / (sig * math.sqrt(2))) - math.erfc((abs(s - c) + 0.5) / (sig * math.sqrt(2)))
              for s in range(n)]  # the factor 1/2 cancels in the normalisation
+        eps = 2.0**-12  # 4.2 step 4: the uniform mixture
+        assert t.uniform_mass == eps
+        tot = sum(w)
+        w = [x / tot * (1 - eps) + eps / n for x in w]
         spare, tot = (1 << P) - n, sum(w)
         ideal = [x / tot * spare for x in w]
         f = [math.floor(x) for x in ideal]
@@ -464,7 +472,7 @@ def test_tables_follow_sections_4_2_to_4_4():
                 assert min(fr) >= 1 and sum(fr) == 1 << P
                 assert 0 <= trit.node_cost(k, d, p) <= 406
     assert max(trit.plane_len) == 8
-    assert (min(trit.prio_key), max(trit.prio_key)) == (30559, 42161)
+    assert (min(trit.prio_key), max(trit.prio_key)) == (30768, 42153)
 
 
 # ----------------------------------------------------------------- where the text leaves the reader a choice
