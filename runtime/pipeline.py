@@ -309,6 +309,12 @@ class DecodeSession:
         return self._latent.level
 
     @property
+    def verified_level(self) -> int:
+        """The deepest level whose chunks have all passed a check; ``level`` may be ahead of it by
+        the chunks of an unfinished check run (about 1 KB, docs/bitstream.md 2.4)."""
+        return self._latent.verified_level
+
+    @property
     def num_levels(self) -> Optional[int]:
         return self._latent.num_levels
 

@@ -19,7 +19,7 @@ import torch
 from edge_sdk.runtime.codec import MAX_CHANNEL_PRIORITY
 from edge_sdk.runtime.tables import PRIO_STEPS_PER_OCTAVE
 
-#: random pixel-space probes per reference latent (one batched backward pass)
+#: random pixel-space probes per reference latent (one backward pass each)
 PROBES = 8
 #: the probe runs on a centre crop of at most this many latent positions a side: a gain is a
 #: local property, and a crop keeps a POLC export from spending minutes here
@@ -33,19 +33,21 @@ def channel_gains(synthesis, y_hats: Sequence[torch.Tensor], probes: int = PROBE
     """Per channel, the mean over its latent elements of ``||J_e||^2``, the squared pixel error
     that one unit of error in element ``e`` makes (``J`` the synthesis' Jacobian at ``y_hats``,
     each (1, C, H, W)). Estimated with random vector-Jacobian products, ``E_v[(J^T v)_e^2] =
-    ||J_e||^2`` for ``v ~ N(0, I)``, so all channels cost one batched backward pass instead
-    of one synthesis per channel."""
+    ||J_e||^2`` for ``v ~ N(0, I)``, so all channels together cost a few backward passes instead
+    of a synthesis per channel."""
     channels = int(y_hats[0].shape[1])
     gains = np.zeros(channels, np.float64)
     gen = torch.Generator().manual_seed(seed)
     for y_hat in y_hats:
-        y = y_hat.detach().repeat(probes, 1, 1, 1).requires_grad_(True)
-        with torch.enable_grad():
-            out = synthesis(y)
-            v = torch.randn(out.shape, generator=gen, dtype=out.dtype)
-            (grad,) = torch.autograd.grad((out * v).sum(), y)
-        gains += (grad.double() ** 2).mean(dim=(0, 2, 3)).numpy()
-    return gains / len(y_hats)
+        # one probe per backward pass: a batch of them through a POLC synthesis needed over 16 GB
+        for _ in range(probes):
+            y = y_hat.detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                out = synthesis(y)
+                v = torch.randn(out.shape, generator=gen, dtype=out.dtype)
+                (grad,) = torch.autograd.grad((out * v).sum(), y)
+            gains += (grad[0].double() ** 2).mean(dim=(1, 2)).numpy()
+    return gains / (len(y_hats) * probes)
 
 
 def priorities_from_gains(gains: np.ndarray) -> list[int]:

@@ -79,7 +79,8 @@ def test_streaming_matches_whole_stream(codec, photo):
         session.feed(memoryview(data)[i : i + 53])
         if session.ready:
             levels_seen.append(session.level)
-    assert session.complete and not session.needs_more
+            assert session.verified_level <= session.level
+    assert session.complete and not session.needs_more and session.verified_level == session.level
     assert levels_seen == sorted(levels_seen)
     np.testing.assert_array_equal(session.reconstruct(), dec.reconstruct(data))
     assert session.classify().top_k == dec.classify(data).top_k
