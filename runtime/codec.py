@@ -13,6 +13,7 @@ subclass; the decoder's state stays at the last good level.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -155,8 +156,6 @@ def tables_codec_id(tables: EntropyTables, channel_priority: Optional[np.ndarray
     or, for the channel-weighted order, a digest of the tables' digest and the priorities."""
     if channel_priority is None:
         return tables.digest[: bs.CODEC_ID_BYTES]
-    import hashlib
-
     blob = tables.digest + np.asarray(channel_priority, "<i2").tobytes()
     return hashlib.sha256(blob).digest()[: bs.CODEC_ID_BYTES]
 
@@ -580,7 +579,7 @@ class LatentDecoder:
     def _fail_run(self, message: str, index: int, upto: int) -> CorruptChunkError:
         """Undo the unverified chunks of the current run (positions up to ``upto`` of the plane's
         order) and return to the last verified level."""
-        if self._order is not None and upto > self._run_start:
+        if upto > self._run_start:
             self._coder.rollback(self._order, self._run_start, upto, self._state)
         first = self._verified_level
         self._running_crc = self._verified_crc

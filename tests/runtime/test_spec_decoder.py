@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import spec_decoder as sd  # noqa: E402
-from helpers import make_latent  # noqa: E402
+from helpers import make_latent, priority_for  # noqa: E402
 from edge_sdk.runtime import (  # noqa: E402
     ChunkSchedule,
     LatentDecoder,
@@ -278,11 +278,9 @@ CASES = [
 
 
 def case_priority(case):
-    """Channel priorities for a CHANNEL_WEIGHTED case (None otherwise): wide enough to reorder planes."""
+    """The case's channel priorities (None unless it is CHANNEL_WEIGHTED)."""
     shape, seed, _, ordering, _, _ = case
-    if ordering != Ordering.CHANNEL_WEIGHTED:
-        return None
-    return np.random.default_rng(seed).integers(-4096, 4097, shape[0]).tolist()
+    return priority_for(ordering, shape[0], seed)
 
 
 def case_stream(tables, case, codec_id=None):
