@@ -10,8 +10,14 @@ Analysis and synthesis run in overlapping tiles (``runtime.tiling``), so their s
 flat; what grows with the photo is the image arrays, the entropy coder's state (about 90 bytes
 per latent element) and the classifier, which runs on the whole latent.
 
-Prints one JSON object: ``peak_rss_mb[command][mp]``, ``rss_per_rgb_byte``, ``seconds``, and
-``run_decode_12mp_within_1_5_gb`` (the issue's target).
+Beside each measured peak it prints the peak the bundle's memory model predicts before the
+command allocates anything (``runtime.memory``: the manifest's measured line for the operation
+plus the resident size of a process that has only loaded the CLI and the bundle, measured here
+with ``edge-sdk inspect``), and whether the prediction covered the measurement.
+
+Prints one JSON object: ``peak_rss_mb[command][mp]``, ``predicted_mb[command][mp]``,
+``prediction_covers``, ``rss_per_rgb_byte``, ``seconds``, and ``run_decode_12mp_within_1_5_gb``
+(the issue's target).
 Run: ``python benchmarks/memory.py --bundle DIR [--sizes 1 3 12 36] [--threads 2]``.
 """
 
@@ -64,6 +70,13 @@ def main() -> None:
     seconds: dict[str, dict[str, float]] = {c: {} for c in COMMANDS}
     per_byte: dict[str, dict[str, float]] = {c: {} for c in COMMANDS}
     failed: list[str] = []
+    from edge_sdk.runtime.bundle import read_manifest
+    from edge_sdk.runtime.images import padded_size
+
+    manifest = read_manifest(args.bundle)
+    start_mb, _, _ = peak_of([*cli, "inspect", args.bundle, "--json"])
+    predicted: dict[str, dict[str, float]] = {c: {} for c in COMMANDS}
+    covers: dict[str, dict[str, bool]] = {c: {} for c in COMMANDS}
     with tempfile.TemporaryDirectory() as tmp:
         for mp in args.sizes:
             key = f"{mp:g}"
@@ -82,12 +95,18 @@ def main() -> None:
                 peak[command][key] = round(mb, 1)
                 seconds[command][key] = round(secs, 1)
                 per_byte[command][key] = round(mb * 2**20 / (width * height * 3), 2)
+                if manifest.memory is not None:
+                    h, w = padded_size(height, width, manifest.image.padding_multiple, manifest.image.min_size)
+                    guess = start_mb + manifest.memory.lines[command].at(h * w) / 2**20
+                    predicted[command][key] = round(guess, 1)
+                    covers[command][key] = guess >= mb
             for path in (photo, stream, decoded):
                 path.unlink(missing_ok=True)
     within = all(peak[c].get("12", float("inf")) <= 1536 for c in ("run", "decode")) if 12 in args.sizes else None
     print(json.dumps({
         "benchmark": "memory", "bundle": args.bundle, "threads": args.threads, "machine": platform.machine(),
-        "cpu_count": os.cpu_count(), "peak_rss_mb": peak, "rss_per_rgb_byte": per_byte, "seconds": seconds,
+        "cpu_count": os.cpu_count(), "peak_rss_mb": peak, "predicted_mb": predicted, "prediction_covers": covers,
+        "start_rss_mb": round(start_mb, 1), "rss_per_rgb_byte": per_byte, "seconds": seconds,
         "run_decode_12mp_within_1_5_gb": within, "failed": failed,
     }))
 

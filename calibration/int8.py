@@ -19,7 +19,7 @@ import numpy as np
 from edge_sdk.runtime import level_boundaries
 from edge_sdk.runtime.backends import Backend, open_backend
 from edge_sdk.runtime.backends.tensorrt import precision_plan
-from edge_sdk.runtime.bundle import GRAPH_NAMES, Bundle
+from edge_sdk.runtime.bundle import Bundle
 from edge_sdk.runtime.images import pad_image, read_image, to_uint8
 from edge_sdk.runtime.pipeline import Decoder, Encoder
 
@@ -39,12 +39,18 @@ def fit_to(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(arr[top: top + height, left: left + width])
 
 
+#: the graphs that take ŷ: calibrated on latents decoded to several depths
+LATENT_GRAPHS = ("classifier", "synthesis", "classifier_trunk")
+
+
 def int8_calibration_feeds(bundle: Bundle, photos: Sequence[np.ndarray], size: tuple[int, int],
-                           graphs: Sequence[str] = GRAPH_NAMES, backend: Optional[Backend] = None,
+                           graphs: Optional[Sequence[str]] = None, backend: Optional[Backend] = None,
                            depths: Sequence[float] = DEPTHS) -> dict[str, list[dict[str, np.ndarray]]]:
     """Per graph of ``graphs`` that an INT8 build quantizes (the hyperprior side stays FP32), a
-    list of feeds (input name → float32 array) at ``size`` (the profile's optimal (H, W))."""
-    graphs = [g for g, p in precision_plan("int8", tuple(graphs)).items() if p == "int8"]
+    list of feeds (input name → float32 array) at ``size`` (the profile's optimal (H, W));
+    ``graphs`` defaults to all of the bundle's."""
+    graphs = [g for g, p in precision_plan("int8", tuple(bundle.graphs if graphs is None else graphs)).items()
+              if p == "int8"]
     height, width = size
     if height % bundle.padding_multiple or width % bundle.padding_multiple:
         raise ValueError(f"calibration size {height}x{width} must be a multiple of {bundle.padding_multiple}")
@@ -59,7 +65,7 @@ def int8_calibration_feeds(bundle: Bundle, photos: Sequence[np.ndarray], size: t
         for g in graphs:
             if g in ("analysis", "pixel_classifier"):
                 feeds[g].append({bundle.graphs[g].inputs[0].name: image})
-        if not any(g in ("classifier", "synthesis") for g in graphs):
+        if not any(g in LATENT_GRAPHS for g in graphs):
             continue
         data = encoder.encode(rgb)
         ends = level_boundaries(data)
@@ -70,7 +76,7 @@ def int8_calibration_feeds(bundle: Bundle, photos: Sequence[np.ndarray], size: t
             session.feed(data[fed:end])
             fed = max(fed, end)
             y_hat = session.latent()[None]
-            for g in ("classifier", "synthesis"):
+            for g in LATENT_GRAPHS:
                 if g in graphs:
                     feeds[g].append({bundle.graphs[g].inputs[0].name: y_hat})
     return feeds

@@ -42,8 +42,12 @@ def _feeds(bundle: Bundle, reference: GraphSet, photos: Sequence[np.ndarray]) ->
             session.feed(data[fed:end])
             fed = max(fed, end)
             y_hat = session.latent()[None]
-            feeds["classifier"].append({"y_hat": y_hat})
-            feeds["synthesis"].append({"y_hat": y_hat})
+            for name in ("classifier", "synthesis", "classifier_trunk"):
+                if name in feeds:
+                    feeds[name].append({"y_hat": y_hat})
+            if "classifier_head" in feeds:
+                trunk = reference.run("classifier_trunk", y_hat=y_hat)["features"]
+                feeds["classifier_head"].append({"pooled": trunk.mean(axis=(2, 3), dtype=np.float64).astype(np.float32)})
     return feeds
 
 
@@ -59,7 +63,7 @@ def verify_backends(bundle: Bundle, reference: Backend, candidate: Backend, phot
                 diff = np.abs(a[key].astype(np.float64) - b[key].astype(np.float64))
                 worst = max(worst, float(diff.max()))
                 means.append(float(diff.mean()))
-            if name in ("classifier", "pixel_classifier"):
+            if name in ("classifier", "pixel_classifier", "classifier_head"):
                 agree.append(int(np.argmax(a["logits"])) == int(np.argmax(b["logits"])))
             if name == "synthesis":
                 # the synthesis outputs [0, 1] floats: PSNR of the clipped images at peak 1

@@ -45,6 +45,7 @@ from .errors import (
     TrailingBytesWarning,
     TruncatedStreamError,
 )
+from .memory import MemoryBudget
 from .remote import FetchPolicy, FetchStats, RemoteStream
 from .tables import (
     EntropyTables,
@@ -93,6 +94,7 @@ __all__ = [
     "EntropyTables",
     "ForeignStreamError",
     "LimitError",
+    "MemoryBudget",
     "Header",
     "LatentDecoder",
     "Ordering",

@@ -108,6 +108,33 @@ def read_image(image: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nd
         raise ImageError(f"{path} is not a readable image: {exc}") from exc
 
 
+def image_size(image: ImageInput) -> tuple[int, int]:
+    """(height, width) of a file or array without decoding its pixels (the header only), so a
+    caller can refuse a photo before its arrays exist; EXIF rotation does not change the area."""
+    if isinstance(image, np.ndarray):
+        return tuple(image.shape[:2]) if image.ndim >= 2 else (0, 0)
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(image)
+    if not path.is_file():
+        raise ImageError(f"{path} does not exist or is not a file")
+    Image.MAX_IMAGE_PIXELS = None  # read_image applies our own limit
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{path} is not a readable image: {exc}") from exc
+
+
+def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(height, width) after :func:`resize_short_side`: the short side becomes ``short_side``,
+    never larger than it was; ``short_side <= 0`` keeps the size."""
+    if short_side <= 0 or min(height, width) <= short_side:
+        return height, width
+    f = short_side / min(height, width)
+    return max(1, round(height * f)), max(1, round(width * f))
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """float [0, 1] → uint8, rounding to nearest; uint8 passes through unchanged."""
     if image.dtype == np.uint8:
@@ -121,10 +148,10 @@ def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
     from PIL import Image
 
     h, w = image.shape[:2]
-    if short_side <= 0 or min(h, w) <= short_side:
+    new_h, new_w = short_side_size(h, w, short_side)
+    if (new_h, new_w) == (h, w):
         return image
-    f = short_side / min(h, w)
-    size = (max(1, round(w * f)), max(1, round(h * f)))
+    size = (new_w, new_h)
     if image.dtype == np.uint8:
         return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
     channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), mode="F")

@@ -20,11 +20,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import BundleError
+from .memory import MemoryModel
 
 BUNDLE_FORMAT = "edge-sdk-bundle"
 BUNDLE_VERSION = 1
 #: Every bundle has these graphs; the Decoder needs the first four, evaluation the last.
 GRAPH_NAMES = ("analysis", "hyper_analysis", "hyper_synthesis", "classifier", "synthesis", "pixel_classifier")
+#: Optional, both or neither: the classifier split at its global average pooling, so a large
+#: latent is classified in overlapping tiles (``classifier_tiling`` says how)
+TRUNK_GRAPH_NAMES = ("classifier_trunk", "classifier_head")
 
 #: The graphs' total downsampling: y lies at H/16, z at H/64, so a padded image must be a multiple of 64.
 LATENT_STRIDE = 16
@@ -34,8 +38,11 @@ MAX_CHANNELS = 1 << 16
 MAX_CLASSES = 1 << 20
 MAX_QUALITIES = 64
 MAX_MIN_SIZE = 4096
+MAX_TRUNK_SCALE = 64
+MAX_TRUNK_MARGIN = 1024
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "GRAPH_NAMES", "HYPER_STRIDE", "LATENT_STRIDE", "GraphEntry", "ImageSection", "Manifest", "ModelSection",
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "GRAPH_NAMES", "HYPER_STRIDE", "LATENT_STRIDE", "TRUNK_GRAPH_NAMES",
+           "ClassifierTilingSection", "GraphEntry", "ImageSection", "Manifest", "ModelSection",
            "SidecarEntry", "TensorSpec", "WeightsSection"]
 
 
@@ -214,6 +221,30 @@ class GraphEntry:
 
 
 @dataclass(frozen=True)
+class ClassifierTilingSection:
+    """How the runtime tiles ``classifier_trunk``: its features lie on ``scale_num/scale_den``
+    of the latent grid, and a tile carries ``margin`` latent positions each side."""
+
+    scale_num: int
+    scale_den: int
+    margin: int
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "ClassifierTilingSection":
+        w = "manifest classifier_tiling"
+        section = cls(scale_num=_bounded(doc, "scale_num", int, w, 1, MAX_TRUNK_SCALE),
+                      scale_den=_bounded(doc, "scale_den", int, w, 1, MAX_TRUNK_SCALE),
+                      margin=_bounded(doc, "margin", int, w, 0, MAX_TRUNK_MARGIN))
+        if section.margin % section.scale_den:
+            raise BundleError(f"{w} field 'margin' ({section.margin}) must be a multiple of 'scale_den' "
+                              f"({section.scale_den}): tiles must start on the trunk's grid")
+        return section
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale_num": self.scale_num, "scale_den": self.scale_den, "margin": self.margin}
+
+
+@dataclass(frozen=True)
 class SidecarEntry:
     """An optional file beside the graphs (``integer_prior.npz``, ``controller.json``): name, hash
     and any figures recorded with it."""
@@ -252,6 +283,9 @@ class Manifest:
     created: Optional[str] = None
     exporter: Optional[dict[str, Any]] = None
     controller: Optional[SidecarEntry] = None
+    classifier_tiling: Optional[ClassifierTilingSection] = None
+    #: measured memory per operation (``runtime.memory``); None: bounded by max_pixels alone
+    memory: Optional[MemoryModel] = None
     format_version: int = BUNDLE_VERSION
 
     @property
@@ -270,7 +304,13 @@ class Manifest:
         missing = [n for n in GRAPH_NAMES if n not in graphs_doc]
         if missing:
             raise BundleError(f"manifest lacks the required graph(s) {', '.join(missing)}")
-        graphs = {name: GraphEntry.from_dict(name, graphs_doc[name]) for name in GRAPH_NAMES}
+        trunk = [n for n in TRUNK_GRAPH_NAMES if n in graphs_doc]
+        if trunk and (len(trunk) != len(TRUNK_GRAPH_NAMES) or doc.get("classifier_tiling") is None):
+            raise BundleError(f"manifest has {', '.join(trunk)} but a tiled classifier needs the graphs "
+                              f"{', '.join(TRUNK_GRAPH_NAMES)} and the field 'classifier_tiling' together")
+        if doc.get("classifier_tiling") is not None and not trunk:
+            raise BundleError(f"manifest field 'classifier_tiling' needs the graphs {', '.join(TRUNK_GRAPH_NAMES)}")
+        graphs = {name: GraphEntry.from_dict(name, graphs_doc[name]) for name in GRAPH_NAMES + tuple(trunk)}
         entropy = _section(doc, "entropy")
         if "classes" not in doc:
             raise BundleError("manifest lacks the required field 'classes'")
@@ -281,7 +321,8 @@ class Manifest:
         if len(classes) != model.num_classes:
             raise BundleError(f"manifest classes lists {len(classes)} names but model field 'num_classes' is "
                               f"{model.num_classes}: predictions would name the wrong class")
-        for spec in graphs["classifier"].outputs + graphs["pixel_classifier"].outputs:
+        heads = [g for g in ("classifier", "pixel_classifier", "classifier_head") if g in graphs]
+        for spec in (spec for g in heads for spec in graphs[g].outputs):
             width = spec.shape[-1] if spec.shape else None
             if isinstance(width, int) and width != model.num_classes:
                 raise BundleError(f"manifest graph classifier output {spec.name} has {width} classes but model field "
@@ -308,6 +349,9 @@ class Manifest:
                 "integer_prior", doc["integer_prior"]),
             created=None if doc.get("created") is None else str(doc["created"]),
             controller=None if doc.get("controller") is None else SidecarEntry.from_dict("controller", doc["controller"]),
+            classifier_tiling=None if not trunk else ClassifierTilingSection.from_dict(
+                _section(doc, "classifier_tiling")),
+            memory=None if doc.get("memory") is None else MemoryModel.from_dict(doc["memory"]),
             format_version=version,
             **optional,
         )
@@ -324,6 +368,8 @@ class Manifest:
         if self.integer_prior is not None:
             doc["integer_prior"] = self.integer_prior.to_dict()
         doc["classes"] = list(self.classes)
+        if self.classifier_tiling is not None:
+            doc["classifier_tiling"] = self.classifier_tiling.to_dict()
         if self.created is not None:
             doc["created"] = self.created
         if self.exporter is not None:
@@ -331,4 +377,6 @@ class Manifest:
         doc["codec_id"] = self.codec_id
         if self.controller is not None:
             doc["controller"] = self.controller.to_dict()
+        if self.memory is not None:
+            doc["memory"] = self.memory.to_dict()
         return doc

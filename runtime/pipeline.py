@@ -33,7 +33,8 @@ from typing import Any, Final, Iterable, Iterator, Literal, NamedTuple, Optional
 
 import numpy as np
 
-from .images import DEFAULT_MAX_PIXELS, ImageInput, pad_image, padded_size, read_image, resize_short_side, to_uint8
+from .images import (DEFAULT_MAX_PIXELS, ImageInput, image_size, pad_image, padded_size, read_image, resize_short_side,
+                     short_side_size, to_uint8)
 from .bitstream import Header, LevelTable, Ordering, PriorMode, level_ends
 from .codec import RECONSTRUCTIONS, ChunkSchedule, LatentDecoder, StreamInfo, encode_latent, read_layout
 from .tables import scale_to_index
@@ -43,8 +44,10 @@ from .controller import checkpoint_levels
 from .errors import (BitstreamError, FetchError, LimitError, PriorMismatchError, RemoteStreamError,
                      RemoteTruncatedError, TrailingBytesWarning)
 from .manifest import LATENT_STRIDE
+from .memory import MemoryBudget, MemoryLimit
 from .remote import FetchPolicy, FetchStats, RemoteStream, http_pool
-from .tiling import ANALYSIS_MARGIN, DEFAULT_TILE_PIXELS, SYNTHESIS_MARGIN, core_for, run_tiled, tiles
+from .tiling import (ANALYSIS_MARGIN, DEFAULT_CLASSIFIER_TILE_PIXELS, DEFAULT_TILE_PIXELS, SYNTHESIS_MARGIN, core_for,
+                     run_tiled, tiles)
 
 BundleLike = Union[Bundle, str, Path]
 #: ``level=DEEPEST``: the deepest level the data holds (for ``Decoder.classify``: whatever the controller says)
@@ -185,7 +188,8 @@ class Encoder:
     def __init__(self, bundle: BundleLike, backend: Optional[Backend] = None, *,
                  max_pixels: int = DEFAULT_MAX_PIXELS, schedule: ChunkSchedule = ChunkSchedule(),
                  ordering: Optional[Ordering] = None, short_side: int = 0,
-                 prior: Union[PriorMode, str, None] = None, tile_pixels: int = DEFAULT_TILE_PIXELS):
+                 prior: Union[PriorMode, str, None] = None, tile_pixels: int = DEFAULT_TILE_PIXELS,
+                 max_memory: MemoryLimit = "auto"):
         """``short_side`` > 0 downscales each image (Lanczos, never up) so its short side is
         that many pixels before encoding: the scale the classifier was trained at (224 for
         EfficientNet-Lite0) costs fewer bytes and gives surer answers than a larger photo.
@@ -203,13 +207,19 @@ class Encoder:
         bounds one analysis call: larger images are analysed in overlapping tiles
         (``runtime.tiling``), so memory follows the tile, not the photo.
 
+        ``max_memory`` (bytes, a size such as ``"1.5G"``, ``"auto"`` for half the machine's
+        memory, None for no limit, or a :class:`~edge_sdk.runtime.memory.MemoryBudget` shared with
+        a Decoder): a photo whose predicted peak (the bundle's measured ``memory`` line) exceeds it
+        is refused with :class:`LimitError` before its pixels are read.
+
         ``ordering`` (the symbol order inside each trit plane, docs/bitstream.md 5.2): by
-        default ``CHANNEL_WEIGHTED`` when the bundle carries channel priorities, otherwise
+        default ``CHANNEL_WEIGHTED`` when the bundle has channel priorities, otherwise
         ``EXPECTED_VARIANCE``."""
         if tile_pixels < 1 << 16:
             raise ValueError(f"tile_pixels must be at least {1 << 16}, got {tile_pixels}")
         self.tile_pixels = tile_pixels
         self.short_side = short_side
+        self.memory = MemoryBudget.of(max_memory)
         self.bundle = _bundle(bundle)
         self.prior_mode = resolve_prior_mode(self.bundle, prior)
         self.graphs = GraphSet(self.bundle, backend or open_backend("auto"))
@@ -226,14 +236,17 @@ class Encoder:
     def latent(self, image: ImageInput) -> Latent:
         """Everything the stream is coded from: y, its means and scale indices, ẑ (numpy, no batch axis)."""
         t0 = time.perf_counter()
-        rgb = resize_short_side(read_image(image, self.max_pixels), self.short_side)
-        padded = math.prod(padded_size(rgb.shape[0], rgb.shape[1], self.bundle.padding_multiple, self.bundle.min_size))
+        height, width = short_side_size(*image_size(image), self.short_side)
+        padded = math.prod(padded_size(height, width, self.bundle.padding_multiple, self.bundle.min_size))
         if padded > self.max_pixels:
-            raise LimitError(f"the image is {rgb.shape[1]}×{rgb.shape[0]} ({padded} pixels once padded), more than the "
+            raise LimitError(f"the image is {width}×{height} ({padded} pixels once padded), more than the "
                              f"limit of {self.max_pixels} (max_pixels; or downscale it with short_side)")
+        self.memory.check(self.bundle.manifest.memory, "encode", padded, f"encoding this {width}×{height} image")
+        rgb = resize_short_side(read_image(image, self.max_pixels), self.short_side)
         x, padding = pad_image(rgb, self.bundle.padding_multiple, self.bundle.min_size)
         t1 = time.perf_counter()
         y = run_tiled(lambda tile: self.graphs.run("analysis", image=tile)["y"], x,
+                      run_last=lambda tile: self.graphs.run_releasing("analysis", image=tile)["y"],
                       scale_num=1, scale_den=LATENT_STRIDE, margin=ANALYSIS_MARGIN, align=LATENT_STRIDE,
                       core=core_for(self.tile_pixels, ANALYSIS_MARGIN, LATENT_STRIDE))
         t2 = time.perf_counter()
@@ -242,6 +255,12 @@ class Encoder:
         t3 = time.perf_counter()
         timings = {"read": (t1 - t0) * 1e3, "analysis": (t2 - t1) * 1e3, "hyperprior": (t3 - t2) * 1e3}
         return Latent(y[0], means, kidx, z, rgb.shape[:2], padding, timings)
+
+    def padded_pixels(self, image: ImageInput) -> int:
+        """Pixels of ``image`` as this encoder codes it (after ``short_side``, padded), from the
+        file's header alone: what the ``max_pixels`` and ``max_memory`` limits are checked on."""
+        height, width = short_side_size(*image_size(image), self.short_side)
+        return math.prod(padded_size(height, width, self.bundle.padding_multiple, self.bundle.min_size))
 
     def encode(self, image: ImageInput) -> bytes:
         """The progressive stream of ``image``."""
@@ -275,6 +294,10 @@ class DecodeSession:
         self._cache: dict[str, tuple[int, object]] = {}
 
     def _prior(self, z: np.ndarray, header) -> tuple[np.ndarray, np.ndarray]:
+        # the first allocation that grows with the photo: the prior's means and scale indices
+        _, rows, cols = header.y_shape
+        self._decoder.memory.check(self._decoder.bundle.manifest.memory, "decode", rows * cols * LATENT_STRIDE ** 2,
+                                   f"decoding this {header.image_size[1]}×{header.image_size[0]} stream")
         t = time.perf_counter()
         try:
             return prior_parameters(self._decoder.bundle, self._graphs, z, header.prior_mode)
@@ -361,7 +384,7 @@ class DecodeSession:
             return cached[1]
         t = time.perf_counter()
         y_hat = self._latent.y_hat()[None].astype(np.float32)
-        logits = self._graphs.run("classifier", y_hat=y_hat)["logits"][0]
+        logits = self._graphs.logits(y_hat, self._decoder.classifier_tile_pixels)
         self._spent("classifier", t)
         self._cache["logits"] = (self.level, logits)
         return logits
@@ -426,7 +449,9 @@ class DecodeSession:
         for piece, rows, cols in tiles(lambda tile: self._graphs.run("synthesis", y_hat=tile)["image"], y_hat,
                                        scale_num=LATENT_STRIDE, scale_den=1, margin=SYNTHESIS_MARGIN,
                                        core=core_for(self._decoder.tile_pixels, SYNTHESIS_MARGIN, 1,
-                                                     LATENT_STRIDE * LATENT_STRIDE)):
+                                                     LATENT_STRIDE * LATENT_STRIDE),
+                                       run_last=lambda tile: self._graphs.run_releasing("synthesis",
+                                                                                        y_hat=tile)["image"]):
             rows, cols = slice(rows.start, min(rows.stop, h)), slice(cols.start, min(cols.stop, w))
             if rows.start >= rows.stop or cols.start >= cols.stop:
                 continue  # a tile of padding only
@@ -443,15 +468,26 @@ class Decoder:
     quantiser grid the adapter is trained on; 0.1–0.5 dB better PSNR at intermediate levels
     than ``"conditional_mean"`` with lite0, measured in docs/bitstream.md 5.5) or
     ``"conditional_mean"``.
+
+    ``tile_pixels`` bounds one synthesis call, ``classifier_tile_pixels`` one call of the
+    classifier's trunk (image pixels the latent tile stands for, margins included): larger
+    latents run in overlapping tiles, so memory follows the tile, not the photo.
+
+    ``max_memory`` (as for :class:`Encoder`): a stream whose predicted peak exceeds it is refused
+    with :class:`LimitError` once its header and z are read, before the latent's arrays exist.
     """
 
     def __init__(self, bundle: BundleLike, backend: Optional[Backend] = None, *,
                  max_pixels: int = DEFAULT_MAX_PIXELS, max_latent_elements: Optional[int] = None,
-                 reconstruction: str = "midpoint", tile_pixels: int = DEFAULT_TILE_PIXELS):
+                 reconstruction: str = "midpoint", tile_pixels: int = DEFAULT_TILE_PIXELS,
+                 classifier_tile_pixels: int = DEFAULT_CLASSIFIER_TILE_PIXELS, max_memory: MemoryLimit = "auto"):
         if reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {reconstruction!r}")
-        if tile_pixels < 1 << 16:
-            raise ValueError(f"tile_pixels must be at least {1 << 16}, got {tile_pixels}")
+        for name, value in (("tile_pixels", tile_pixels), ("classifier_tile_pixels", classifier_tile_pixels)):
+            if value < 1 << 16:
+                raise ValueError(f"{name} must be at least {1 << 16}, got {value}")
+        self.classifier_tile_pixels = classifier_tile_pixels
+        self.memory = MemoryBudget.of(max_memory)
         self.bundle = _bundle(bundle)
         self.graphs = GraphSet(self.bundle, backend or open_backend("auto"))
         #: a stream whose latent is larger than one of a ``max_pixels`` padded image is refused

@@ -17,7 +17,7 @@ of the stride 16, which keeps the output grid aligned) suffices; synthesis 1 + 1
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -29,7 +29,12 @@ SYNTHESIS_MARGIN = 4
 #: Runtime working memory for lite0's synthesis, less for its analysis (docs/architecture.md)
 DEFAULT_TILE_PIXELS = 1 << 19
 
-__all__ = ["ANALYSIS_MARGIN", "DEFAULT_TILE_PIXELS", "SYNTHESIS_MARGIN", "core_for", "run_tiled", "tile_spans", "tiles"]
+#: default size of one classifier-trunk call, in image pixels the latent tile stands for,
+#: margins included (docs/architecture.md, "Memory")
+DEFAULT_CLASSIFIER_TILE_PIXELS = 1 << 21
+
+__all__ = ["ANALYSIS_MARGIN", "DEFAULT_CLASSIFIER_TILE_PIXELS", "DEFAULT_TILE_PIXELS", "SYNTHESIS_MARGIN", "core_for",
+           "pooled_features", "run_tiled", "tile_spans", "tiles"]
 
 
 def tile_spans(length: int, core: int, margin: int) -> Iterator[tuple[int, int, int, int]]:
@@ -51,6 +56,7 @@ def tiles(
     core: int,
     margin: int,
     align: int = 1,
+    run_last: Optional[Callable[[np.ndarray], np.ndarray]] = None,
 ) -> Iterator[tuple[np.ndarray, slice, slice]]:
     """``run`` over an NCHW ``x`` tile by tile: yields each tile's core output and the rows and
     columns it fills in the whole output, which is ``scale_num / scale_den`` times the input's
@@ -59,6 +65,10 @@ def tiles(
 
     ``core`` and ``margin`` are in input positions and must be multiples of ``align`` (for a
     strided graph the tile origin must fall on the output grid: ``align`` = ``scale_den``).
+
+    ``run_last``, when given, runs the last of several tiles instead of ``run``: a backend can
+    release the working memory the stage grew (ONNX Runtime's arena), so the arenas of the
+    stages that follow do not pile up on it. A single tile always goes to ``run``.
     """
     if x.ndim != 4:
         raise ValueError(f"tiles takes an NCHW array, got shape {x.shape}")
@@ -72,11 +82,12 @@ def tiles(
     if height <= core and width <= core:
         yield run(x), slice(0, out(height)), slice(0, out(width))
         return
-    for r0, r1, cr0, cr1 in tile_spans(height, core, margin):
-        for c0, c1, cc0, cc1 in tile_spans(width, core, margin):
-            piece = run(np.ascontiguousarray(x[:, :, r0:r1, c0:c1]))
-            yield (piece[:, :, out(cr0 - r0):out(cr1 - r0), out(cc0 - c0):out(cc1 - c0)],
-                   slice(out(cr0), out(cr1)), slice(out(cc0), out(cc1)))
+    spans = [(row, col) for row in tile_spans(height, core, margin) for col in tile_spans(width, core, margin)]
+    for i, ((r0, r1, cr0, cr1), (c0, c1, cc0, cc1)) in enumerate(spans):
+        run_tile = run_last if run_last is not None and i == len(spans) - 1 else run
+        piece = run_tile(np.ascontiguousarray(x[:, :, r0:r1, c0:c1]))
+        yield (piece[:, :, out(cr0 - r0):out(cr1 - r0), out(cc0 - c0):out(cc1 - c0)],
+               slice(out(cr0), out(cr1)), slice(out(cc0), out(cc1)))
 
 
 def run_tiled(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, **how) -> np.ndarray:
@@ -98,3 +109,24 @@ def core_for(tile_pixels: int, margin: int, align: int, pixels_per_position: int
     one input position stands for, 256 for a latent position)."""
     side = int((tile_pixels / pixels_per_position) ** 0.5) - 2 * margin
     return max(align, side // align * align)
+
+
+def pooled_features(run_trunk: Callable[[np.ndarray], np.ndarray], y_hat: np.ndarray, *, scale_num: int,
+                    scale_den: int, margin: int, tile_pixels: int, latent_stride: int = 16,
+                    run_last: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> np.ndarray:
+    """The global average of a convolutional trunk's feature map over a (1, C, H, W) latent,
+    computed tile by tile: each tile's core features are summed (in float64) as they come, so
+    no more than one tile's features exist at once. Returns (1, features) float32, what the
+    classifier's head takes.
+
+    With ``margin`` at least the trunk's receptive field the result equals the whole latent's
+    pooling up to summation order; lite0's margin is narrower than its theoretical field and
+    was chosen by measurement (docs/architecture.md gives the logit differences)."""
+    core = core_for(tile_pixels, margin, scale_den, latent_stride ** 2)
+    total, count = None, 0
+    for piece, _, _ in tiles(run_trunk, y_hat, scale_num=scale_num, scale_den=scale_den, core=core,
+                             margin=margin, align=scale_den, run_last=run_last):
+        part = piece.sum(axis=(0, 2, 3), dtype=np.float64)
+        total = part if total is None else total + part
+        count += piece.shape[2] * piece.shape[3]
+    return (total / count).astype(np.float32)[None]

@@ -191,7 +191,7 @@ class Evaluator:
             if not np.array_equal(self._coder.decode_z(payload, index, self._gaussian), q):
                 raise RuntimeError("non-progressive baseline did not decode to its own symbols")
             y_hat = (means + step * q.reshape(y.shape)).astype(np.float32)
-            logits = self.graphs.run("classifier", y_hat=y_hat[None])["logits"][0]
+            logits = self.graphs.logits(y_hat[None])
             decoded = self._synthesise(y_hat, padding, rgb.shape[:2])
             points.append({"setting": f"step 3^{m}", "step": step,
                            "bytes": NONPROGRESSIVE_HEADER_BYTES + z_bytes + len(payload),

@@ -47,6 +47,11 @@ MAX_PIXELS_OPTION = typer.Option(
          "encoder makes decodes). Larger ones are refused before anything is allocated; analysis and synthesis run "
          "in overlapping tiles, so memory grows with the image only through the latent and the classifier.")
 TORCH_DEVICE_OPTION = typer.Option("auto", help="auto, cpu or cuda.")
+MAX_MEMORY_OPTION = typer.Option(
+    "auto", "--max-memory", metavar="SIZE",
+    help="Memory one item may plan to use, such as 1.5G or 800M ('auto': half the machine's memory; 'none': no "
+         "limit). Each item's peak is predicted from the bundle's measured memory line (`edge-sdk inspect BUNDLE`) "
+         "before its pixels are read; an item over the limit is reported and skipped, the batch goes on.")
 TORCH_THREADS_OPTION = typer.Option(0, help="torch CPU threads (0: torch's default).")
 
 
@@ -142,3 +147,27 @@ def progress_bar(disable: bool = False) -> Progress:
     """
     return Progress(TextColumn("{task.description}"), BarColumn(), _Count(), TimeElapsedColumn(),
                     TimeRemainingColumn(), console=err_console, disable=disable)
+
+
+def step_reporter(bar: Progress, task, label: str):
+    """A ``progress(message)`` callback for work that announces each step as it starts: the bar
+    advances when the next step begins (the caller advances it once more at the end)."""
+    started = [False]
+
+    def step(message: str) -> None:
+        if started[0]:
+            bar.advance(task)
+        started[0] = True
+        bar.update(task, description=f"{label}: {message}")
+
+    return step
+
+
+def memory_budget(max_memory: str):
+    """The process's MemoryBudget for ``--max-memory`` (exit 2 with the reason when it does not parse)."""
+    from edge_sdk.runtime.memory import MemoryBudget
+
+    try:
+        return MemoryBudget(None if max_memory.strip().lower() == "none" else max_memory)
+    except ValueError as exc:
+        fail(f"--max-memory: {exc}")

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from edge_sdk.cli.common import app, console, err_console, fail, progress_bar
+from edge_sdk.cli.common import app, console, err_console, fail, open_bundle, progress_bar, step_reporter
 
 
 def _export_api():
@@ -57,15 +57,22 @@ def export(
         False, "--random-weights", help="Allow parts without trained weights to stay random (pipeline tests only); "
         "the manifest, the bundle README and every later output say so."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    memory_probe: bool = typer.Option(
+        True, "--memory-probe/--no-memory-probe", help="Measure the bundle's peak memory per operation (encode, "
+        "decode, run) at two photo sizes in child processes, for --max-memory (`edge-sdk measure-memory` does it "
+        "later); with --no-memory-probe only --max-pixels bounds what the bundle is given."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest summary as JSON."),
 ) -> None:
-    """Export a model to a bundle: six ONNX graphs (dynamic H, W), manifest.json and a README.
+    """Export a model to a bundle: ONNX graphs (dynamic H, W), manifest.json and a README.
 
     The graphs are analysis (image → y), hyper_analysis (y → z), hyper_synthesis
     (ẑ → means, scales), classifier (ŷ → logits via the adapter), synthesis
     (ŷ → image) and pixel_classifier (image → logits, the uncompressed
-    reference). Each is checked against torch in ONNX Runtime at two image
-    sizes; export fails if any output differs by more than 1e-3.
+    reference); models whose classifier pools globally add classifier_trunk and
+    classifier_head, so large photos are classified in tiles. Each is checked
+    against torch in ONNX Runtime at two image sizes; export fails if any output
+    differs by more than 1e-3. Then the bundle's memory is measured (about a
+    minute for lite0) for --max-memory.
 
     Example: edge-sdk export --model lite0 --out bundles/lite0
     """
@@ -80,17 +87,12 @@ def export(
     try:
         with progress_bar(disable=as_json) as bar:
             task = bar.add_task(f"{model}: load weights", total=EXPORT_STEPS)
-            first = [True]
-
-            def step(message: str) -> None:
-                if not first[0]:
-                    bar.advance(task)
-                first[0] = False
-                bar.update(task, description=f"{model}: {message}")
-
+            step = step_reporter(bar, task, model)
             manifest = exporter.export_model(model, out, checkpoint=checkpoint, quality=quality,
                                              random_weights=random_weights, force=force, progress=step)
             bar.advance(task)
+            if memory_probe:
+                manifest = _probe_memory(out, bar, f"{model}: memory")
     except (CheckpointError, ExportError, FileNotFoundError, ImportError) as exc:
         fail(str(exc))
     for src in manifest.weights.sources:
@@ -107,7 +109,53 @@ def export(
     if as_json:
         print(json.dumps(summary))
         return
-    console.print(f"wrote {out}: {model} q{summary['quality']:g}, six graphs, {summary['bytes'] / 1e6:.1f} MB, "
+    console.print(f"wrote {out}: {model} q{summary['quality']:g}, {len(manifest.graphs)} graphs, {summary['bytes'] / 1e6:.1f} MB, "
                   f"worst ORT-vs-torch difference {max(summary['max_abs_diff'].values()):.1e}")
     if summary["random_parts"]:
         console.print(f"[bold yellow]RANDOM WEIGHTS[/bold yellow] in {', '.join(summary['random_parts'])}")
+
+
+def _probe_memory(bundle_dir: Path, bar, label: str, threads: int = 0):
+    """Measure and attach the bundle's memory lines under a progress task; the new manifest."""
+    from edge_sdk.calibration.memory import DEFAULT_PROBE_SIZES, MemoryProbeError, attach_memory, measure_memory
+    from edge_sdk.runtime.bundle import read_manifest
+    from edge_sdk.runtime.memory import OPERATIONS
+
+    task = bar.add_task(label, total=len(OPERATIONS) * len(DEFAULT_PROBE_SIZES))
+    step = step_reporter(bar, task, label)
+    try:
+        model = measure_memory(bundle_dir, threads=threads, progress=step)
+    except (MemoryProbeError, ValueError) as exc:
+        fail(f"{bundle_dir}: the bundle is complete but its memory could not be measured ({exc}); "
+             f"run `edge-sdk measure-memory --bundle {bundle_dir}` once the cause is fixed", code=1)
+    bar.advance(task)
+    attach_memory(bundle_dir, model)
+    return read_manifest(bundle_dir)
+
+
+@app.command("measure-memory")
+def measure_memory_command(
+    bundle: Path = typer.Option(..., help="Bundle directory; its manifest gains (or replaces) the memory section."),
+    threads: int = typer.Option(0, help="CPU threads the probes run ONNX Runtime with (0: all cores), as the "
+                                "commands that will use the bundle do."),
+    as_json: bool = typer.Option(False, "--json", help="Print the measured lines as JSON."),
+) -> None:
+    """Measure a bundle's peak memory for encode, decode and run, and store it for --max-memory.
+
+    Each operation runs in a fresh process on two synthetic photos larger than any tile
+    (3 and 6 MP); the line through them (fixed working set plus bytes per pixel) is what
+    --max-memory checks each photo against before reading its pixels. Re-run it after
+    moving a bundle to another kind of machine or ONNX Runtime version.
+
+    Example: edge-sdk measure-memory --bundle bundles/lite0
+    """
+    open_bundle(bundle)  # a damaged bundle is refused here, before any probe starts
+    with progress_bar(disable=as_json) as bar:
+        manifest = _probe_memory(bundle, bar, "memory", threads)
+    doc = manifest.memory.to_dict()
+    if as_json:
+        print(json.dumps(doc))
+        return
+    for op in ("encode", "decode", "run"):
+        console.print(f"{op}: {doc[op]['base_bytes'] / 2 ** 20:.0f} MB + {doc[op]['bytes_per_pixel']:.0f} bytes per "
+                      f"padded pixel above the process's start")

@@ -12,8 +12,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from edge_sdk.cli.common import (DEVICE_OPTION, MAX_PIXELS_OPTION, THREADS_OPTION, app, backend_from_options, console,
-                                 err_console, fail, open_bundle, progress_bar, read_stream)
+from edge_sdk.cli.common import (DEVICE_OPTION, MAX_MEMORY_OPTION, MAX_PIXELS_OPTION, THREADS_OPTION, app,
+                                 backend_from_options, console, err_console, fail, memory_budget, open_bundle,
+                                 progress_bar, read_stream)
 from edge_sdk.runtime.fileio import atomic_write
 from edge_sdk.runtime.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from edge_sdk.runtime.codec import DEFAULT_TARGET_LEVELS
@@ -116,12 +117,13 @@ def _warn_random(bundle) -> None:
 
 
 def _encoder(encoder_class, bundle, backend, short_side: int, prior: Optional[str], levels: int = DEFAULT_TARGET_LEVELS,
-             max_pixels: int = DEFAULT_MAX_PIXELS):
+             max_pixels: int = DEFAULT_MAX_PIXELS, memory="auto"):
     from edge_sdk.runtime import ChunkSchedule
 
     try:
         return encoder_class(bundle, backend, short_side=short_side, prior=prior,
-                             schedule=ChunkSchedule(target_levels=levels), max_pixels=max_pixels)
+                             schedule=ChunkSchedule(target_levels=levels), max_pixels=max_pixels,
+                             max_memory=memory)
     except ValueError as exc:
         fail(str(exc))
 
@@ -137,6 +139,7 @@ def encode(
     device: str = DEVICE_OPTION,
     threads: int = THREADS_OPTION,
     max_pixels: int = MAX_PIXELS_OPTION,
+    max_memory: str = MAX_MEMORY_OPTION,
     as_json: bool = typer.Option(False, "--json", help="One JSON line per image."),
 ) -> None:
     """Encode images into progressive streams (.edgt), written atomically.
@@ -152,7 +155,7 @@ def encode(
     loaded = open_bundle(bundle)
     _warn_random(loaded)
     encoder = _encoder(Encoder, loaded, backend_from_options(loaded, device, threads), short_side, prior, levels,
-                       max_pixels)
+                       max_pixels, memory_budget(max_memory))
     files = _expand(inputs)
     single = len(files) == 1 and out.suffix == STREAM_SUFFIX
     if not single:
@@ -192,6 +195,7 @@ def decode(
     device: str = DEVICE_OPTION,
     threads: int = THREADS_OPTION,
     max_pixels: int = MAX_PIXELS_OPTION,
+    max_memory: str = MAX_MEMORY_OPTION,
 ) -> None:
     """Reconstruct the image a stream (or a prefix of it) holds, at a chosen level."""
     import io
@@ -207,7 +211,8 @@ def decode(
     if fmt is None:
         fail(f"--out {out}: name the image format by the suffix ({', '.join(formats)})")
     loaded = open_bundle(bundle)
-    decoder = Decoder(loaded, backend_from_options(loaded, device, threads), max_pixels=max_pixels)
+    decoder = Decoder(loaded, backend_from_options(loaded, device, threads), max_pixels=max_pixels,
+                      max_memory=memory_budget(max_memory))
     data = read_stream(stream)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -231,6 +236,8 @@ def _run_one(path: Path, encoder, decoder, trace: bool, threshold: Optional[floa
         data = path.read_bytes()
         encode_ms: dict = {}
     else:
+        # encode and decode share the process: the whole item is checked against the run line first
+        encoder.memory.check(encoder.bundle.manifest.memory, "run", encoder.padded_pixels(path), f"running {path.name}")
         encoded = encoder.encode_timed(path)
         data = encoded.data
         encode_ms = {f"encode_{k}": v for k, v in encoded.timings_ms.items()}
@@ -285,6 +292,7 @@ def run(
     device: str = DEVICE_OPTION,
     threads: int = THREADS_OPTION,
     max_pixels: int = MAX_PIXELS_OPTION,
+    max_memory: str = MAX_MEMORY_OPTION,
     concurrency: int = typer.Option(4, min=1, max=256, help="Stream URLs fetched at once (one connection each)."),
     link: Optional[str] = typer.Option(None, help="RTT_MS,KBIT_S of the link to the stream URLs (500,50 for LoRa): "
                                        "the first request and the first batch of levels are then one "
@@ -318,8 +326,9 @@ def run(
         fail("--threshold must lie in [0, 1]")
     _warn_random(loaded)
     backend = backend_from_options(loaded, device, threads, engine)
-    encoder = _encoder(Encoder, loaded, backend, short_side, prior, levels, max_pixels)
-    decoder = Decoder(loaded, backend, max_pixels=max_pixels)
+    budget = memory_budget(max_memory)  # one start and one limit for the encoder and decoder of each item
+    encoder = _encoder(Encoder, loaded, backend, short_side, prior, levels, max_pixels, budget)
+    decoder = Decoder(loaded, backend, max_pixels=max_pixels, max_memory=budget)
     paths, urls = _split_inputs(inputs)
     if urls and trace:
         fail("--trace classifies every level of a whole file; it does not apply to stream URLs")

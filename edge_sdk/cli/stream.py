@@ -77,6 +77,8 @@ def _describe_bundle(path: Path) -> dict:
         "prior_modes": ["integer", "float"] if bundle.integer_prior is not None else ["float"],
         "integer_prior": m.integer_prior.to_dict() if m.integer_prior else None,
         "controller": bundle.controller is not None,
+        "classifier_tiling": m.classifier_tiling.to_dict() if m.classifier_tiling else None,
+        "memory": m.memory.to_dict() if m.memory else None,
         "exporter": m.exporter or {},
         "created": m.created,
         "verified": True,
@@ -95,6 +97,14 @@ def _print_bundle(info: dict) -> None:
         f"{prior['index_agreement']['within_one']:.2%} within one)" if prior else
         " (this model's hyper-synthesis does not convert: decode on the encoder's backend setup)"))
     summary.add_row("controller", "yes" if info["controller"] else "no (`edge-sdk calibrate`)")
+    tiling = info["classifier_tiling"]
+    summary.add_row("classifier", f"tiled above one trunk tile (margin {tiling['margin']} latent positions)" if tiling
+                    else "whole latent in one call (no trunk and head graphs)")
+    memory = info["memory"]
+    summary.add_row("memory", "\n".join(
+        f"{op}: {memory[op]['base_bytes'] / 2 ** 20:.0f} MB + {memory[op]['bytes_per_pixel']:.0f} B per pixel"
+        for op in ("encode", "decode", "run")) + f"\n(measured: {memory['backend']}, {memory['threads']} threads)"
+        if memory else "not measured: bounded by --max-pixels only (`edge-sdk measure-memory`)")
     console.print(summary)
     graphs = Table(title="graphs (sha256 verified)")
     for col in ("graph", "file", "MB", "inputs", "outputs", "max |ORT - torch|"):

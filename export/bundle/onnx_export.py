@@ -34,6 +34,8 @@ from edge_sdk.runtime.bundle import (
 )
 from edge_sdk.runtime.fileio import atomic_directory, sha256_file
 from edge_sdk.runtime.manifest import (
+    TRUNK_GRAPH_NAMES,
+    ClassifierTilingSection,
     GraphEntry,
     ImageSection,
     Manifest,
@@ -81,10 +83,24 @@ def _tensor_shapes(model: CompressedDomainModel) -> dict[str, list]:
         "y": [1, model.latent_channels, "H/16", "W/16"],
         "z": [1, model.hyper_channels, "H/64", "W/64"],
         "logits": [1, model.num_classes],
+        **_trunk_shapes(model),
     }
 
 
-_OUTPUT_KIND = {"y": "y", "z": "z", "means": "y", "scales": "y", "logits": "logits", "image": "image"}
+def _trunk_shapes(model: CompressedDomainModel) -> dict[str, list]:
+    tiling = model.classifier_tiling
+    if tiling is None:
+        return {}
+    stride, rest = divmod(16 * tiling.scale_den, tiling.scale_num)
+    if rest:
+        raise ExportError(f"{model.model_name}: a trunk at {tiling.scale_num}/{tiling.scale_den} of the latent grid "
+                          "is not an integer stride of the image")
+    return {"features": [1, model.trunk_channels, f"H/{stride}", f"W/{stride}"],
+            "pooled": [1, model.trunk_channels]}
+
+
+_OUTPUT_KIND = {"y": "y", "z": "z", "means": "y", "scales": "y", "logits": "logits", "image": "image",
+                "features": "features"}
 
 
 @torch.no_grad()
@@ -95,11 +111,14 @@ def _reference_inputs(model: CompressedDomainModel, quality: float, height: int,
     z_hat = torch.round(model.hyper_analysis(y, quality))
     means, _ = model.hyper_synthesis(z_hat, quality)
     y_hat = torch.round(y - means) + means
-    return {"image": image, "y": y, "z": z_hat, "y_hat": y_hat}
+    refs = {"image": image, "y": y, "z": z_hat, "y_hat": y_hat}
+    if model.classifier_tiling is not None:
+        refs["pooled"] = model.classifier_trunk(y_hat, quality).mean(dim=(2, 3))
+    return refs
 
 
 def _part_input(spec: PartSpec, refs: dict) -> torch.Tensor:
-    if spec.name in ("classifier", "synthesis"):
+    if spec.name in ("classifier", "synthesis", "classifier_trunk"):
         return refs["y_hat"]
     return refs[spec.input_kind]
 
@@ -119,7 +138,8 @@ def _export_graph(module: PartModule, example: torch.Tensor, path: Path) -> None
             opset_version=OPSET,
             input_names=list(spec.inputs),
             output_names=list(spec.outputs),
-            dynamic_shapes=({2: Dim.DYNAMIC, 3: Dim.DYNAMIC},),
+            # spatial inputs take any padded size; the head's pooled vector has none
+            dynamic_shapes=({2: Dim.DYNAMIC, 3: Dim.DYNAMIC},) if example.ndim == 4 else None,
             verbose=False,
         )
     _strip_source_locations(path)
@@ -229,6 +249,9 @@ def export_bundle(
         shapes = _tensor_shapes(model)
         graphs = {}
         for spec in EXPORT_PARTS:
+            if spec.optional and model.classifier_tiling is None:
+                step(f"skip {spec.name} (the classifier does not split into a trunk and a head)")
+                continue
             step(f"export {spec.name}")
             module = PartModule(model, spec, quality).eval()
             path = tmp / f"{spec.name}.onnx"
@@ -236,7 +259,7 @@ def export_bundle(
             diff = max(_max_abs_diff(path, module, _part_input(spec, r)) for r in refs)
             if not np.isfinite(diff) or diff > MAX_ABS_DIFF:
                 raise ExportError(f"{spec.name}: ONNX Runtime differs from torch by {diff:.3g} (limit {MAX_ABS_DIFF})")
-            input_kind = "y" if spec.name in ("classifier", "synthesis") else spec.input_kind
+            input_kind = "y" if spec.name in ("classifier", "synthesis", "classifier_trunk") else spec.input_kind
             graphs[spec.name] = GraphEntry(
                 file=path.name,
                 sha256=sha256_file(path),
@@ -252,8 +275,10 @@ def export_bundle(
         integer_prior = _write_integer_prior(model, quality, tables, refs, tmp)
         step("channel priorities")
         priority = channel_priority(model, quality, [r["y_hat"] for r in refs])
-        if sorted(graphs) != sorted(GRAPH_NAMES):
-            raise ExportError(f"exported graphs {sorted(graphs)} differ from the bundle format's {sorted(GRAPH_NAMES)}")
+        expected = GRAPH_NAMES + (TRUNK_GRAPH_NAMES if model.classifier_tiling is not None else ())
+        if sorted(graphs) != sorted(expected):
+            raise ExportError(f"exported graphs {sorted(graphs)} differ from the bundle format's {sorted(expected)}")
+        tiling = model.classifier_tiling
         manifest = Manifest(
             model=ModelSection(name=model.model_name, description=description, quality=float(quality),
                                num_qualities=int(model.num_qualities), latent_channels=int(model.latent_channels),
@@ -270,6 +295,8 @@ def export_bundle(
             entropy=entropy_to_manifest(tables, priority),
             integer_prior=integer_prior,
             classes=tuple(model.class_names()),
+            classifier_tiling=None if tiling is None else ClassifierTilingSection(
+                scale_num=int(tiling.scale_num), scale_den=int(tiling.scale_den), margin=int(tiling.margin)),
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             exporter=_versions(),
             codec_id=codec_id(model.model_name, quality, {n: g.sha256 for n, g in graphs.items()}, tables.digest,

@@ -37,8 +37,28 @@ class PartSpec:
     outputs: tuple[str, ...]
     #: Spatial stride of the (single) input relative to the padded image; 1 for pixels.
     input_stride: int
-    #: "image", "y" or "z": which channel count the input has.
+    #: "image", "y", "z" or "pooled": which channel count the input has.
     input_kind: str
+    #: exported only by models that declare ``classifier_tiling``
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class ClassifierTiling:
+    """How a classifier splits into a convolutional trunk and a head after global average
+    pooling, so the runtime can run the trunk over a large latent in overlapping tiles and pool
+    the tiles' cores exactly as the whole feature map would be pooled.
+
+    The trunk's feature grid is ``scale_num / scale_den`` times the latent grid (lite0: 1/2,
+    H/32); a tile must start on that grid, so its core and margin are multiples of
+    ``scale_den``. ``margin`` (latent positions each side) is chosen by measuring logits against
+    the whole-latent classifier: a convolutional trunk's theoretical receptive field is far
+    wider than the part that carries weight.
+    """
+
+    scale_num: int
+    scale_den: int
+    margin: int
 
 
 EXPORT_PARTS: tuple[PartSpec, ...] = (
@@ -48,6 +68,8 @@ EXPORT_PARTS: tuple[PartSpec, ...] = (
     PartSpec("classifier", "classifier", ("y_hat",), ("logits",), 16, "y"),
     PartSpec("synthesis", "synthesis", ("y_hat",), ("image",), 16, "y"),
     PartSpec("pixel_classifier", "pixel_classifier", ("image",), ("logits",), 1, "image"),
+    PartSpec("classifier_trunk", "classifier_trunk", ("y_hat",), ("features",), 16, "y", optional=True),
+    PartSpec("classifier_head", "classifier_head", ("pooled",), ("logits",), 0, "pooled", optional=True),
 )
 
 
@@ -87,6 +109,11 @@ class CompressedDomainModel(nn.Module):
     num_classes: int = 1000
     #: What the pixel graphs do to [0, 1] RGB before the backbone (documentation for the manifest).
     normalization: dict = {}
+    #: Set by models whose classifier is a convolutional trunk, global average pooling and a
+    #: head: the bundle then carries ``classifier_trunk`` and ``classifier_head`` graphs too.
+    classifier_tiling: "ClassifierTiling | None" = None
+    #: Channels of the trunk's feature map (the head's input width) when ``classifier_tiling`` is set.
+    trunk_channels: int = 0
 
     # --- codec -----------------------------------------------------------------------------
     def analysis(self, image: torch.Tensor, quality: float) -> torch.Tensor:
@@ -110,6 +137,16 @@ class CompressedDomainModel(nn.Module):
         raise NotImplementedError
 
     def pixel_classifier(self, image: torch.Tensor, quality: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def classifier_trunk(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
+        """ŷ → the feature map the classifier averages (only with ``classifier_tiling``)."""
+        raise NotImplementedError
+
+    def classifier_head(self, pooled: torch.Tensor, quality: float) -> torch.Tensor:
+        """The trunk's features averaged over space, (N, ``trunk_channels``) → logits; for every
+        model that sets ``classifier_tiling``, ``classifier_head(classifier_trunk(ŷ).mean((2, 3)))``
+        equals ``classifier(ŷ)``."""
         raise NotImplementedError
 
     def class_names(self) -> list[str]:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .entropy_models import EntropyBottleneck
+from .base import ClassifierTiling
 from .hyperprior import GainHyperpriorCodec
 from .labels import imagenet_class_names
 from .layers import GDN, QualityGain, conv, deconv
@@ -95,6 +96,9 @@ class Lite0Model(GainHyperpriorCodec):
     min_input_size = 64
     num_classes = 1000
     normalization = {"convention": "tflite", "formula": "(255 * x - 127) / 128", "input_range": [0.0, 1.0]}
+    #: the trunk ends at H/32 (latent/2) with Lite0's 1280-channel head conv. Margin: LITE0_TRUNK_MARGIN.
+    classifier_tiling = ClassifierTiling(scale_num=1, scale_den=2, margin=16)
+    trunk_channels = 1280
 
     def __init__(self, N: int = 96, M: int = 128, levels: int = 4):
         super().__init__()
@@ -121,14 +125,21 @@ class Lite0Model(GainHyperpriorCodec):
 
     # --- codec -----------------------------------------------------------------------------
     # --- task ------------------------------------------------------------------------------
-    def _backbone_from(self, features: torch.Tensor, first_block: int) -> torch.Tensor:
+    def _trunk_from(self, features: torch.Tensor, first_block: int) -> torch.Tensor:
         net = self.task_model
         x = features
         for block in net._blocks[first_block:]:
             x = block(x)
-        x = net._swish(net._bn1(net._conv_head(x)))
-        x = x.mean(dim=(2, 3))
-        return net._fc(x)
+        return net._swish(net._bn1(net._conv_head(x)))
+
+    def _backbone_from(self, features: torch.Tensor, first_block: int) -> torch.Tensor:
+        return self.task_model._fc(self._trunk_from(features, first_block).mean(dim=(2, 3)))
+
+    def classifier_trunk(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
+        return self._trunk_from(self.adapter_features(y_hat, quality), ADAPTER_REPLACES_BLOCKS)
+
+    def classifier_head(self, pooled: torch.Tensor, quality: float) -> torch.Tensor:
+        return self.task_model._fc(pooled)
 
     def pixel_features(self, image: torch.Tensor) -> torch.Tensor:
         """The H/4 feature the adapter imitates (the distillation target of training)."""

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .entropy_models import EntropyBottleneck
+from .base import ClassifierTiling
 from .hyperprior import GainHyperpriorCodec
 from .layers import GDN, QualityGain, conv, deconv
 from .registry import register_model
@@ -28,6 +29,10 @@ class TinyTestModel(GainHyperpriorCodec):
     padding_multiple = 64
     min_input_size = 64
     normalization = {"convention": "centred", "formula": "2 * x - 1", "input_range": [0.0, 1.0]}
+    #: the body's stride-2 conv leaves features at H/8, twice the latent grid; the adapter and the
+    #: body together see less than one latent position each side, so two are exact
+    classifier_tiling = ClassifierTiling(scale_num=2, scale_den=1, margin=2)
+    trunk_channels = 16
 
     def __init__(self, N: int = 8, M: int = 16, levels: int = 4, num_classes: int = 10, seed: int = SEED):
         super().__init__()
@@ -93,8 +98,13 @@ class TinyTestModel(GainHyperpriorCodec):
         return self.adapter(self.inverse_gain(y_hat, quality))
 
     def classifier_from_features(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.task_model["body"](features).mean(dim=(2, 3))
-        return self.task_model["head"](x)
+        return self.task_model["head"](self.task_model["body"](features).mean(dim=(2, 3)))
+
+    def classifier_trunk(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
+        return self.task_model["body"](self.adapter_features(y_hat, quality))
+
+    def classifier_head(self, pooled: torch.Tensor, quality: float) -> torch.Tensor:
+        return self.task_model["head"](pooled)
 
     def classifier(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:
         return self.classifier_from_features(self.adapter_features(y_hat, quality))

@@ -27,6 +27,8 @@ import numpy as np
 
 from ..bundle import Bundle, GraphInfo, TensorSpec
 from ..errors import BackendError
+from ..manifest import LATENT_STRIDE
+from ..tiling import DEFAULT_CLASSIFIER_TILE_PIXELS, pooled_features
 
 
 def _check_shape(graph: str, spec: TensorSpec, shape: tuple[int, ...], role: str) -> None:
@@ -51,8 +53,14 @@ class Runner:
             self.is_active = True
         return self
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Inputs by name → outputs by name, float32 and C-contiguous, checked against the manifest."""
+    #: whether ``run_impl`` takes ``release_memory=True`` (return the working memory this call grew)
+    can_release_memory = False
+
+    def run(self, feeds: dict[str, np.ndarray], release_memory: bool = False) -> dict[str, np.ndarray]:
+        """Inputs by name → outputs by name, float32 and C-contiguous, checked against the manifest.
+
+        ``release_memory``: hand the working memory this call needed back when it ends (the last
+        tile of a stage), where the backend can; otherwise it is kept for the next call."""
         name = self.graph.name
         if not self.is_active:
             raise BackendError(f"{name}: the runner is not active (its backend was closed, or activate() "
@@ -67,7 +75,8 @@ class Runner:
                 raise BackendError(f"{name}: input {spec.name} must be numeric, got {value.dtype}")
             _check_shape(name, spec, value.shape, "input")
             arrays[spec.name] = np.ascontiguousarray(value, dtype=np.float32)
-        outputs = self.run_impl(arrays)
+        outputs = self.run_impl(arrays, release_memory=True) if release_memory and self.can_release_memory \
+            else self.run_impl(arrays)
         missing = [t.name for t in self.graph.outputs if t.name not in outputs]
         if missing:
             raise BackendError(f"{name}: the backend returned no {missing}")
@@ -171,3 +180,24 @@ class GraphSet:
 
     def run(self, name: str, **feeds: np.ndarray) -> dict[str, np.ndarray]:
         return self.runner(name).run(feeds)
+
+    def run_releasing(self, name: str, **feeds: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`run`, then give the graph's working memory back (the last tile of a stage: the
+        next stage's graph then grows into that memory instead of beside it)."""
+        return self.runner(name).run(feeds, release_memory=True)
+
+    def logits(self, y_hat: np.ndarray, tile_pixels: int = DEFAULT_CLASSIFIER_TILE_PIXELS) -> np.ndarray:
+        """The classifier's logits (num_classes,) for ŷ (1, C, H, W).
+
+        A latent larger than one trunk tile of a bundle with ``classifier_trunk`` is classified
+        in overlapping tiles (``tiling.pooled_features``) and the pooled features go through
+        ``classifier_head``, so memory follows the tile; smaller latents, and bundles without
+        the trunk graphs, run the whole ``classifier`` graph."""
+        tiling = self.bundle.manifest.classifier_tiling
+        if tiling is None or y_hat.shape[2] * y_hat.shape[3] * LATENT_STRIDE ** 2 <= tile_pixels:
+            return self.run("classifier", y_hat=y_hat)["logits"][0]
+        pooled = pooled_features(lambda tile: self.run("classifier_trunk", y_hat=tile)["features"], y_hat,
+                                 scale_num=tiling.scale_num, scale_den=tiling.scale_den, margin=tiling.margin,
+                                 tile_pixels=tile_pixels, latent_stride=LATENT_STRIDE,
+                                 run_last=lambda tile: self.run_releasing("classifier_trunk", y_hat=tile)["features"])
+        return self.run("classifier_head", pooled=pooled)["logits"][0]

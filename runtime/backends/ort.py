@@ -60,10 +60,19 @@ class OrtRunner(Runner):
                                f"{[t.name for t in self.graph.inputs]}")
         self.session = session
 
-    def run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    can_release_memory = True
+
+    def run_impl(self, feeds: dict[str, np.ndarray], release_memory: bool = False) -> dict[str, np.ndarray]:
         names = [t.name for t in self.graph.outputs]
+        options = None
+        if release_memory:
+            # the arena keeps what a large tile grew; shrinking it at the end of the stage's last
+            # tile lets the next stage's graph reuse that memory instead of adding its own
+            options = _ort().RunOptions()
+            device = "cpu:0;gpu:0" if self.session.get_providers()[0].startswith("CUDA") else "cpu:0"
+            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", device)
         try:
-            outputs = self.session.run(names, feeds)
+            outputs = self.session.run(names, feeds, options)
         except Exception as exc:
             raise BackendError(f"{self.graph.name}: ONNX Runtime failed: {exc}") from exc
         return dict(zip(names, outputs))

@@ -34,6 +34,7 @@ def test_export_unknown_model(tmp_path):
 def test_export_random_weights_writes_a_verified_bundle(tmp_path, no_shipped_weights):
     out = tmp_path / "b"
     result = runner.invoke(app, ["export", "--model", "lite0", "--out", str(out), "--random-weights", "--json",
+                                 "--no-memory-probe",
                                  "--quality", "1.5"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])

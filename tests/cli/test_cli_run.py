@@ -85,6 +85,36 @@ def test_an_image_over_max_pixels_is_skipped_and_the_batch_goes_on(tiny_bundle, 
     assert not (out / "big.edgt").exists()
 
 
+def test_an_item_over_max_memory_is_skipped_and_the_batch_goes_on(tiny_bundle, photos, tmp_path):
+    import dataclasses
+    import shutil
+
+    from edge_sdk.runtime.bundle import read_manifest, write_manifest
+    from edge_sdk.runtime.memory import MemoryLine, MemoryModel
+
+    bundle = tmp_path / "measured"
+    shutil.copytree(tiny_bundle, bundle)
+    line = MemoryLine(10 << 20, 4000.0)  # hand-set: 10 MB + 4000 bytes per padded pixel
+    write_manifest(bundle, dataclasses.replace(read_manifest(bundle), memory=MemoryModel(
+        {"encode": line, "decode": line, "run": line}, "ort:cpu", 1, ((1536, 2048), (2048, 3072)))))
+    big = tmp_path / "big.png"
+    Image.fromarray(np.full((640, 640, 3), 128, np.uint8)).save(big)  # 409,600 pixels: 1.5 GB by that line
+    small = photos / "a.jpg"  # 36,864 padded pixels: 150 MB by that line
+    from edge_sdk.runtime.memory import resident_bytes
+
+    # the prediction counts from what this (test) process already holds: 400 MB above that
+    limit = resident_bytes() + (400 << 20)
+    result = runner.invoke(app, ["run", "--input", str(big), "--input", str(small), "--bundle", str(bundle),
+                                 "--json", "--full-depth", "--short-side", "0", "--max-memory", str(limit)])
+    assert result.exit_code == 1, result.output
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert "running big.png would need about" in rows[0]["error"] and "more than the memory limit" in rows[0]["error"]
+    assert "top_k" in rows[1]
+    result = runner.invoke(app, ["run", "--input", str(big), "--bundle", str(bundle), "--json", "--full-depth",
+                                 "--short-side", "0", "--max-memory", "none"])
+    assert result.exit_code == 0, result.output
+
+
 def test_a_backend_failure_on_one_item_is_reported_and_the_batch_goes_on(tiny_bundle, photos, monkeypatch):
     # ONNX Runtime's allocation failure on a huge photo arrives as BackendError; it must not end the batch
     from edge_sdk.runtime import BackendError

@@ -117,3 +117,40 @@ def test_read_manifest_names_the_file(tmp_path, tables):
     path.write_text(json.dumps(d))
     with pytest.raises(BundleError, match=r"manifest\.json: manifest lacks the required field 'weights'"):
         read_manifest(tmp_path / "b")
+
+
+@pytest.fixture
+def tiled_doc():
+    """The committed tiny bundle's manifest: it carries the classifier trunk and head."""
+    from pathlib import Path
+
+    return json.loads((Path(__file__).parents[1] / "data" / "tiny_bundle" / "manifest.json").read_text())
+
+
+def test_classifier_tiling_round_trips(tiled_doc):
+    m = Manifest.from_dict(tiled_doc)
+    assert m.classifier_tiling.margin == 2 and {"classifier_trunk", "classifier_head"} <= set(m.graphs)
+    assert m.to_dict() == tiled_doc
+
+
+@pytest.mark.parametrize("change, message", [
+    (_drop(["graphs", "classifier_head"]), "needs the graphs classifier_trunk, classifier_head"),
+    (_drop(["classifier_tiling"]), "and the field 'classifier_tiling' together"),
+    (_set(["classifier_tiling", "scale_den"], 0), "'scale_den' must lie in 1..64"),
+    (_set(["classifier_tiling", "scale_den"], 4), "'margin' \\(2\\) must be a multiple of 'scale_den'"),
+    (_set(["classifier_tiling", "margin"], "wide"), "'margin' must be a number"),
+    (_set(["graphs", "classifier_head", "outputs"], [{"name": "logits", "shape": [1, 7]}]),
+     "classifier output logits has 7 classes"),
+])
+def test_classifier_tiling_fields_are_checked(tiled_doc, change, message):
+    broken = copy.deepcopy(tiled_doc)
+    change(broken)
+    with pytest.raises(BundleError, match=message):
+        Manifest.from_dict(broken)
+
+
+def test_classifier_tiling_without_its_graphs_is_refused(doc):
+    broken = copy.deepcopy(doc)
+    broken["classifier_tiling"] = {"scale_num": 1, "scale_den": 2, "margin": 16}
+    with pytest.raises(BundleError, match="'classifier_tiling' needs the graphs"):
+        Manifest.from_dict(broken)

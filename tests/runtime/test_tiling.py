@@ -5,6 +5,7 @@ import pytest
 
 from edge_sdk.runtime import LimitError
 from edge_sdk.runtime.backends import open_backend
+from edge_sdk.runtime.bundle import Bundle
 from edge_sdk.runtime.pipeline import Decoder, Encoder
 from edge_sdk.runtime.tiling import core_for, run_tiled, tile_spans
 
@@ -76,3 +77,54 @@ def test_encoder_and_decoder_limits_are_one_number(tiny_bundle, backend, photo):
         Encoder(tiny_bundle, backend, max_pixels=limit - 1).encode(photo)
     with pytest.raises(LimitError, match="more than this decoder's limit"):
         Decoder(tiny_bundle, backend, max_pixels=limit - 64 * 64).classify(data)
+
+
+def test_classifier_trunk_tiles_pool_to_the_whole_latents_logits(tiny_bundle, backend, photo):
+    data = Encoder(tiny_bundle, backend).encode(photo)
+    whole = Decoder(tiny_bundle, backend).session()
+    tiled = Decoder(tiny_bundle, backend, classifier_tile_pixels=1 << 16).session()
+    for s in (whole, tiled):
+        s.feed(data)
+    calls = []
+    tiled._graphs.run = lambda name, _run=tiled._graphs.run, **feeds: calls.append(name) or _run(name, **feeds)
+    got, want = tiled.logits(), whole.logits()
+    # 448×448 pixels = 784 latent positions; a tile of 64 Ki pixels holds 256 with the margin: several trunk calls
+    assert calls.count("classifier_trunk") > 1 and calls.count("classifier_head") == 1 and "classifier" not in calls
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
+    assert np.argmax(got) == np.argmax(want)
+
+
+def test_pooled_features_needs_the_margin():
+    """The tiled pooling matches the whole pooling with a margin, and visibly not without one."""
+    from edge_sdk.runtime.tiling import pooled_features
+
+    y = np.random.default_rng(1).normal(size=(1, 2, 48, 40))
+    whole = _strided_box(y).mean(axis=(2, 3))
+    kw = dict(scale_num=1, scale_den=4, tile_pixels=24 * 24 * 256, latent_stride=16)
+    assert np.allclose(pooled_features(_strided_box, y, margin=4, **kw), whole, atol=1e-6)
+    assert not np.allclose(pooled_features(_strided_box, y, margin=0, **kw), whole, atol=1e-6)
+
+
+def test_the_last_of_several_tiles_may_release_the_stages_memory():
+    x = np.random.default_rng(2).normal(size=(1, 1, 40, 40))
+    calls = []
+
+    def tagged(tag):
+        return lambda tile: calls.append(tag) or _strided_box(tile)
+
+    tiled = run_tiled(tagged("run"), x, scale_num=1, scale_den=4, core=8, margin=4, align=4, run_last=tagged("last"))
+    assert calls.count("last") == 1 and calls[-1] == "last" and len(calls) == 25
+    assert np.allclose(tiled, _strided_box(x))
+    calls.clear()
+    run_tiled(tagged("run"), x, scale_num=1, scale_den=4, core=40, margin=4, align=4, run_last=tagged("last"))
+    assert calls == ["run"]  # one tile: nothing grew that the next call would not reuse
+
+
+def test_onnx_runtime_releases_its_arena_without_changing_results(tiny_bundle, backend):
+    from edge_sdk.runtime.backends import GraphSet
+
+    graphs = GraphSet(Bundle.load(tiny_bundle), backend)
+    y_hat = np.random.default_rng(3).normal(size=(1, graphs.bundle.latent_channels, 8, 12)).astype(np.float32)
+    kept = graphs.run("synthesis", y_hat=y_hat)["image"]
+    released = graphs.run_releasing("synthesis", y_hat=y_hat)["image"]
+    assert np.array_equal(kept, released)

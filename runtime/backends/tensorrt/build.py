@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from ... import __version__
-from ...bundle import GRAPH_NAMES, Bundle, GraphInfo
+from ...bundle import Bundle, GraphInfo
 from ...errors import BackendError
 from ...fileio import atomic_write
 from .api import build_strategy, current_device, make_logger, tensorrt_module
@@ -99,14 +99,15 @@ def precision_took_effect(precision: str, counts: dict[str, int]) -> bool:
 
 
 def build_engines(bundle: Bundle, out_dir: str | Path, precision: str, *,
-                  sizes=DEFAULT_PROFILE_SIZES, graphs: Sequence[str] = GRAPH_NAMES,
+                  sizes=DEFAULT_PROFILE_SIZES, graphs: Optional[Sequence[str]] = None,
                   calibration: Optional[CalibrationFeeds] = None, convert_only: bool = False,
                   optimization_level: int = 3, calibration_method: str = "minmax",
                   progress: Optional[ProgressFn] = None) -> EngineDir:
     """Build (or, with ``convert_only``, only convert) every graph; returns the engine folder.
 
-    ``calibration``: for every graph built in INT8, its calibration feeds (see the module
-    docstring); required when ``precision`` is int8."""
+    ``graphs``: by default every graph the bundle has. ``calibration``: for every graph built in
+    INT8, its calibration feeds (see the module docstring); required when ``precision`` is int8."""
+    graphs = tuple(bundle.graphs) if graphs is None else tuple(graphs)
     step = progress or (lambda _m: None)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,8 @@ from ...fileio import atomic_write
 PRECISIONS = ("fp32", "fp16", "int8")
 #: graphs whose outputs must not move: they decide what the encoder writes or (float prior)
 #: how a stream is parsed; they are built in FP32 whatever precision is asked for
-FP32_GRAPHS = ("analysis", "hyper_analysis", "hyper_synthesis")
+#: the classifier's head is one matrix product on a pooled vector: nothing to gain below FP32
+FP32_GRAPHS = ("analysis", "hyper_analysis", "hyper_synthesis", "classifier_head")
 
 
 def precision_plan(precision: str, graphs: tuple[str, ...]) -> dict[str, str]:

@@ -36,8 +36,8 @@ def converted_backend(folder):
 def test_fp16_copies_keep_float32_io_and_track_fp32(bundle, photos, tmp_path):
     engines = build_engines(bundle, tmp_path, "fp16", sizes=SIZES, convert_only=True)
     converted = {g for g, e in engines.entries.items() if e["onnx"]}
-    assert converted == {"classifier", "synthesis", "pixel_classifier"}
-    for g in ("analysis", "hyper_analysis", "hyper_synthesis"):
+    assert converted == {"classifier", "synthesis", "pixel_classifier", "classifier_trunk"}
+    for g in ("analysis", "hyper_analysis", "hyper_synthesis", "classifier_head"):
         assert engines.entries[g]["precision"] == "fp32" and engines.entries[g]["onnx_sha256"] == bundle.graphs[g].sha256
     model = onnx.load(str(tmp_path / engines.entries["synthesis"]["onnx"]))
     io_types = {v.type.tensor_type.elem_type for v in list(model.graph.input) + list(model.graph.output)}
