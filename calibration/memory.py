@@ -24,7 +24,7 @@ from typing import Callable, Optional, Sequence
 from edge_sdk.runtime.bundle import read_manifest, write_manifest
 from edge_sdk.runtime.images import padded_size
 from edge_sdk.runtime.memory import OPERATIONS, MemoryModel, fit_line
-from edge_sdk.runtime.tiling import DEFAULT_CLASSIFIER_TILE_PIXELS
+from edge_sdk.runtime.tiling import DEFAULT_CLASSIFIER_TILE_PIXELS, DEFAULT_TILE_PIXELS
 
 #: (height, width) of the probe photos: each side above the largest default tile's side
 #: (the classifier trunk's 2 Mi pixels, about 1450 pixels square)
@@ -63,8 +63,9 @@ def measure_memory(bundle_dir: str | Path, *, sizes: Sequence[tuple[int, int]] =
     if len(sizes) < 2:
         raise ValueError("a memory line needs at least two probe sizes")
     manifest = read_manifest(bundle_dir)
-    tile_side = int(DEFAULT_CLASSIFIER_TILE_PIXELS ** 0.5)
-    if manifest.classifier_tiling is not None and min(min(s) for s in sizes) <= tile_side:
+    largest_tile = max(DEFAULT_TILE_PIXELS, DEFAULT_CLASSIFIER_TILE_PIXELS if manifest.classifier_tiling else 0)
+    tile_side = int(largest_tile ** 0.5)
+    if min(min(s) for s in sizes) <= tile_side:
         raise ValueError(f"probe sizes must exceed {tile_side} pixels on each side (the largest tile), got {sizes}")
     step = progress or (lambda _msg: None)
     points: dict[str, list[tuple[int, int, int]]] = {op: [] for op in OPERATIONS}

@@ -236,8 +236,7 @@ class Encoder:
     def latent(self, image: ImageInput) -> Latent:
         """Everything the stream is coded from: y, its means and scale indices, ẑ (numpy, no batch axis)."""
         t0 = time.perf_counter()
-        height, width = short_side_size(*image_size(image), self.short_side)
-        padded = math.prod(padded_size(height, width, self.bundle.padding_multiple, self.bundle.min_size))
+        height, width, padded = self._planned_size(image)
         if padded > self.max_pixels:
             raise LimitError(f"the image is {width}×{height} ({padded} pixels once padded), more than the "
                              f"limit of {self.max_pixels} (max_pixels; or downscale it with short_side)")
@@ -259,8 +258,12 @@ class Encoder:
     def padded_pixels(self, image: ImageInput) -> int:
         """Pixels of ``image`` as this encoder codes it (after ``short_side``, padded), from the
         file's header alone: what the ``max_pixels`` and ``max_memory`` limits are checked on."""
+        return self._planned_size(image)[2]
+
+    def _planned_size(self, image: ImageInput) -> tuple[int, int, int]:
+        """(height, width) after ``short_side`` and the padded pixel count, from the header alone."""
         height, width = short_side_size(*image_size(image), self.short_side)
-        return math.prod(padded_size(height, width, self.bundle.padding_multiple, self.bundle.min_size))
+        return height, width, math.prod(padded_size(height, width, self.bundle.padding_multiple, self.bundle.min_size))
 
     def encode(self, image: ImageInput) -> bytes:
         """The progressive stream of ``image``."""
@@ -383,7 +386,7 @@ class DecodeSession:
         if cached and cached[0] == self.level:
             return cached[1]
         t = time.perf_counter()
-        y_hat = self._latent.y_hat()[None].astype(np.float32)
+        y_hat = self._latent.y_hat()[None]  # float32 already: no 4-byte-per-element copy
         logits = self._graphs.logits(y_hat, self._decoder.classifier_tile_pixels)
         self._spent("classifier", t)
         self._cache["logits"] = (self.level, logits)

@@ -117,10 +117,12 @@ def _reference_inputs(model: CompressedDomainModel, quality: float, height: int,
     return refs
 
 
+#: graphs whose input is y's grid but whose real input is the quantised ŷ
+_Y_HAT_PARTS = ("classifier", "synthesis", "classifier_trunk")
+
+
 def _part_input(spec: PartSpec, refs: dict) -> torch.Tensor:
-    if spec.name in ("classifier", "synthesis", "classifier_trunk"):
-        return refs["y_hat"]
-    return refs[spec.input_kind]
+    return refs["y_hat"] if spec.name in _Y_HAT_PARTS else refs[spec.input_kind]
 
 
 def _export_graph(module: PartModule, example: torch.Tensor, path: Path) -> None:
@@ -259,12 +261,11 @@ def export_bundle(
             diff = max(_max_abs_diff(path, module, _part_input(spec, r)) for r in refs)
             if not np.isfinite(diff) or diff > MAX_ABS_DIFF:
                 raise ExportError(f"{spec.name}: ONNX Runtime differs from torch by {diff:.3g} (limit {MAX_ABS_DIFF})")
-            input_kind = "y" if spec.name in ("classifier", "synthesis", "classifier_trunk") else spec.input_kind
             graphs[spec.name] = GraphEntry(
                 file=path.name,
                 sha256=sha256_file(path),
                 bytes=path.stat().st_size,
-                inputs=tuple(TensorSpec(n, tuple(shapes[input_kind])) for n in spec.inputs),
+                inputs=tuple(TensorSpec(n, tuple(shapes[spec.input_kind])) for n in spec.inputs),
                 outputs=tuple(TensorSpec(n, tuple(shapes[_OUTPUT_KIND[n]])) for n in spec.outputs),
                 max_abs_diff=diff,
                 verified_sizes=tuple((int(h), int(w)) for h, w in sizes),

@@ -96,7 +96,8 @@ class Lite0Model(GainHyperpriorCodec):
     min_input_size = 64
     num_classes = 1000
     normalization = {"convention": "tflite", "formula": "(255 * x - 127) / 128", "input_range": [0.0, 1.0]}
-    #: the trunk ends at H/32 (latent/2) with Lite0's 1280-channel head conv. Margin: LITE0_TRUNK_MARGIN.
+    #: the trunk ends at H/32 (latent/2) with Lite0's 1280-channel head conv; margin 16 latent positions
+    #: by measurement (benchmarks/classifier_tiling.py, docs/architecture.md "Memory")
     classifier_tiling = ClassifierTiling(scale_num=1, scale_den=2, margin=16)
     trunk_channels = 1280
 
