@@ -138,7 +138,11 @@ ModelOpt = Annotated[str, typer.Option(help="Registered model name.")]
 BatchOpt = Annotated[int, typer.Option(help="Crops per step.")]
 CropOpt = Annotated[int, typer.Option(help="Crop side (multiple of 64).")]
 LrOpt = Annotated[float, typer.Option(help="Adam learning rate.")]
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir (with this command's "
+                                         "--lr and --lr-drop: the schedule is a function of the step).")]
+LrDropOpt = Annotated[list[int], typer.Option("--lr-drop", help="Multiply every learning rate by --lr-drop-factor "
+                                              "from this step on (repeatable; step decay for the end of training).")]
+LrDropFactorOpt = Annotated[float, typer.Option(help="Factor of each --lr-drop.")]
 JsonMetricsOpt = Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")]
 ScaleMaxOpt = Annotated[float, typer.Option(help="Crops come from windows up to this many crop sides wide, downscaled "
                                             "(1: plain crops). 4 covers whole photos at a classifier's 224 px.")]
@@ -154,6 +158,8 @@ def train_codec(
     batch_size: BatchOpt = 8,
     crop: CropOpt = 256,
     lr: LrOpt = 1e-4,
+    lr_drop: LrDropOpt = [],
+    lr_drop_factor: LrDropFactorOpt = 0.1,
     lambdas: list[float] = typer.Option([], "--lambda", help="Rate weight per quality, lowest rate first (repeat "
                                         "once per quality; default: POLC's weights spaced over the model's qualities)."),
     lpips_weight: float = typer.Option(1.0, help="ST-LPIPS weight (polc objective); 0 turns it off."),
@@ -188,7 +194,8 @@ def train_codec(
     edge-sdk train codec --dataset data/photos --run-dir runs/codec --steps 20000
     """
     _run_training("codec", dataset=str(dataset), run_dir=str(run_dir), model=model, objective=objective, steps=steps,
-                  batch_size=batch_size, crop=crop, lr=lr, lambdas=lambdas, lpips_weight=lpips_weight,
+                  batch_size=batch_size, crop=crop, lr=lr, lr_drops=tuple(lr_drop), lr_drop_factor=lr_drop_factor,
+                  lambdas=lambdas, lpips_weight=lpips_weight,
                   mse_weight=mse_weight, picm_mse_weight=picm_mse_weight, adapter_lr=adapter_lr, gain_lr=gain_lr,
                   gain_spread=gain_spread, scale_max=scale_max, init=init, seed=seed,
                   device=device, threads=threads, checkpoint_every=checkpoint_every,
@@ -206,6 +213,8 @@ def train_prior(
     batch_size: BatchOpt = 8,
     crop: CropOpt = 256,
     lr: LrOpt = 1e-4,
+    lr_drop: LrDropOpt = [],
+    lr_drop_factor: LrDropFactorOpt = 0.1,
     seed: int = typer.Option(10086, help="Seed."),
     device: str = TORCH_DEVICE_OPTION,
     threads: int = TORCH_THREADS_OPTION,
@@ -219,7 +228,8 @@ def train_prior(
     multistage context model) becomes trit-plane capable.
     """
     _run_training("prior", dataset=str(dataset), run_dir=str(run_dir), model=model, steps=steps, batch_size=batch_size,
-                  crop=crop, lr=lr, lambdas=[], init=init, seed=seed, device=device, threads=threads,
+                  crop=crop, lr=lr, lr_drops=tuple(lr_drop), lr_drop_factor=lr_drop_factor, lambdas=[], init=init,
+                  seed=seed, device=device, threads=threads,
                   checkpoint_every=checkpoint_every, resume=resume, as_json=as_json)
 
 
@@ -233,6 +243,8 @@ def train_adapter(
     batch_size: BatchOpt = 8,
     crop: CropOpt = 256,
     lr: LrOpt = 1e-4,
+    lr_drop: LrDropOpt = [],
+    lr_drop_factor: LrDropFactorOpt = 0.1,
     distill_weight: float = typer.Option(0.01, help="Feature-distillation weight (POLC: 0.01)."),
     scale_max: ScaleMaxOpt = 1.0,
     origin: list[str] = typer.Option([], "--origin", help="Only photos whose dataset.json origin starts with this "
@@ -254,7 +266,8 @@ def train_adapter(
     works on partially decoded streams.
     """
     _run_training("adapter", dataset=str(dataset), run_dir=str(run_dir), model=model, steps=steps,
-                  batch_size=batch_size, crop=crop, lr=lr, lambdas=[], distill_weight=distill_weight,
+                  batch_size=batch_size, crop=crop, lr=lr, lr_drops=tuple(lr_drop), lr_drop_factor=lr_drop_factor,
+                  lambdas=[], distill_weight=distill_weight,
                   scale_max=scale_max, origins=tuple(origin), color_jitter=color_jitter, init=init,
                   seed=seed, device=device, threads=threads, checkpoint_every=checkpoint_every, resume=resume,
                   as_json=as_json)

@@ -100,6 +100,15 @@ class TrainConfig:
     #: random brightness, contrast and saturation factors in [1 - j, 1 + j] per crop (adapter
     #: augmentation: the teacher sees the same augmented original)
     color_jitter: float = 0.0
+    #: steps at which every learning rate is multiplied by ``lr_drop_factor`` (step decay, as the
+    #: learned-codec literature anneals at the end of training); a function of the step alone, so a
+    #: resumed run follows the same schedule
+    lr_drops: tuple[int, ...] = ()
+    lr_drop_factor: float = 0.1
+
+    def lr_scale(self, step: int) -> float:
+        """The factor on every learning rate for the optimiser step taken after ``step`` completed steps."""
+        return self.lr_drop_factor ** sum(1 for s in self.lr_drops if step >= s)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -114,6 +123,10 @@ class TrainConfig:
             raise TrainError(f"gain_spread must lie in [1, 4], got {self.gain_spread}")
         if not 0.0 <= self.color_jitter < 1.0:
             raise TrainError(f"color_jitter must lie in [0, 1), got {self.color_jitter}")
+        if any(s < 0 for s in self.lr_drops):
+            raise TrainError(f"lr_drops must be steps (0 or positive), got {list(self.lr_drops)}")
+        if not 0.0 < self.lr_drop_factor <= 1.0:
+            raise TrainError(f"lr_drop_factor must lie in (0, 1], got {self.lr_drop_factor}")
         if self.eval_every < 0 or self.eval_images < 0:
             raise TrainError("eval_every and eval_images must be 0 or positive")
         if self.eval_every and not self.eval_dir:
@@ -491,7 +504,11 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
     groups = [{"params": [p for p in params if id(p) not in adapter_ids | gain_ids], "lr": config.lr},
               {"params": [p for p in params if id(p) in adapter_ids], "lr": config.adapter_lr or config.lr},
               {"params": [p for p in params if id(p) in gain_ids], "lr": config.gain_lr or 20 * config.lr}]
-    opt = torch.optim.Adam([g for g in groups if g["params"]])
+    groups = [g for g in groups if g["params"]]
+    # each group's learning rate before the schedule: set on every step, so a resumed run takes the
+    # schedule and the --lr of its command line, not the rates stored with the optimiser state
+    base_lrs = [g["lr"] for g in groups]
+    opt = torch.optim.Adam(groups)
     train_quantiles = config.stage in ("codec", "prior")
     model.entropy_bottleneck.quantiles.requires_grad_(train_quantiles)
     aux_opt = torch.optim.Adam([model.entropy_bottleneck.quantiles], lr=config.aux_lr) if train_quantiles else None
@@ -505,7 +522,8 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
     if resume:
         state = torch.load(last, map_location=device, weights_only=False)
         saved = TrainConfig(**{**state["config"], "lambdas": tuple(state["config"]["lambdas"]),
-                               "origins": tuple(state["config"].get("origins", ()))})
+                               "origins": tuple(state["config"].get("origins", ())),
+                               "lr_drops": tuple(state["config"].get("lr_drops", ()))})
         if (saved.stage, saved.model, saved.objective) != (config.stage, config.model, config.objective):
             raise TrainError(f"{run} holds a {saved.stage}/{saved.model}/{saved.objective} run, not "
                              f"{config.stage}/{config.model}/{config.objective}")
@@ -563,6 +581,9 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
             losses["total"].backward()
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            scale = config.lr_scale(step)
+            for group, base in zip(opt.param_groups, base_lrs):
+                group["lr"] = base * scale
             opt.step()
             aux = None
             if aux_opt is not None:

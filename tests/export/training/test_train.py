@@ -117,9 +117,12 @@ def test_cli_train_codec_then_export_weights(dataset, tmp_path):
     runner = CliRunner()
     run = tmp_path / "run"
     result = runner.invoke(app, ["train", "codec", "--dataset", str(dataset), "--run-dir", str(run), "--steps", "1",
-                                 "--batch-size", "1", "--crop", "64", "--lpips-weight", "0", "--model", MODEL, "--json"])
+                                 "--batch-size", "1", "--crop", "64", "--lpips-weight", "0", "--model", MODEL, "--json",
+                                 "--lr-drop", "5", "--lr-drop", "9", "--lr-drop-factor", "0.3"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1])["step"] == 1
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["lr_drops"] == [5, 9] and saved["lr_drop_factor"] == 0.3
     again = runner.invoke(app, ["train", "codec", "--dataset", str(dataset), "--run-dir", str(run), "--steps", "1",
                                 "--model", MODEL])
     assert again.exit_code == 2 and "--resume" in again.output
@@ -240,3 +243,30 @@ def test_origins_select_the_photos_and_jitter_stays_in_range(tmp_path):
     plain = CropSet(tmp_path / "ds", 64).batch(np.random.default_rng(0), 4)
     assert jittered.shape == plain.shape and 0.0 <= float(jittered.min()) and float(jittered.max()) <= 1.0
     assert not torch.equal(jittered, plain)
+
+
+def test_lr_drop_scales_every_group_and_a_resume_takes_the_new_schedule(dataset, tmp_path):
+    def weights(run):
+        return torch.load(run / "last.pt", weights_only=False)["model"]
+
+    kw = dict(lpips_weight=0.0)
+    # a drop at step 0 by half is the same run as half the learning rate (the gain tables' own rate included)
+    train(config(dataset, tmp_path / "drop", "codec", steps=2, lr_drops=(0,), lr_drop_factor=0.5, **kw))
+    train(config(dataset, tmp_path / "half", "codec", steps=2, lr=0.5e-4, **kw))
+    train(config(dataset, tmp_path / "full", "codec", steps=2, **kw))
+    drop, half, full = weights(tmp_path / "drop"), weights(tmp_path / "half"), weights(tmp_path / "full")
+    assert all(torch.allclose(drop[k], half[k], atol=1e-7) for k in drop)
+    assert any(not torch.allclose(drop[k], full[k], atol=1e-7) for k in drop)
+    # a run resumed with a drop the first segment did not have follows it (the optimiser state's stored
+    # rates do not win), and equals a run that had the schedule from the start
+    train(config(dataset, tmp_path / "a", "codec", steps=3, lr_drops=(2,), **kw))
+    train(config(dataset, tmp_path / "b", "codec", steps=2, **kw))
+    train(config(dataset, tmp_path / "b", "codec", steps=3, lr_drops=(2,), **kw), resume=True)
+    train(config(dataset, tmp_path / "c", "codec", steps=3, **kw))
+    a, b, c = weights(tmp_path / "a"), weights(tmp_path / "b"), weights(tmp_path / "c")
+    assert all(torch.allclose(a[k], b[k], atol=1e-7) for k in a)
+    assert any(not torch.allclose(a[k], c[k], atol=1e-7) for k in a)
+    with pytest.raises(TrainError, match="lr_drop_factor"):
+        TrainConfig(stage="codec", dataset="d", run_dir="r", lr_drop_factor=0.0)
+    with pytest.raises(TrainError, match="lr_drops"):
+        TrainConfig(stage="codec", dataset="d", run_dir="r", lr_drops=(-1,))
