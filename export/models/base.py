@@ -137,6 +137,9 @@ class CompressedDomainModel(nn.Module):
         raise NotImplementedError
 
     def pixel_classifier(self, image: torch.Tensor, quality: float) -> torch.Tensor:
+        """The teacher: the unmodified backbone on pixels. Equals
+        ``classifier_from_features(pixel_features(image))``, which adapter training uses to run
+        the teacher's stem once for both of its targets."""
         raise NotImplementedError
 
     def classifier_trunk(self, y_hat: torch.Tensor, quality: float) -> torch.Tensor:

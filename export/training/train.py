@@ -339,7 +339,8 @@ def compute_losses(model, x, quality: float, lam: float, config: TrainConfig, lp
         k = torch.from_numpy((rng or np.random.default_rng()).choice(4, n, p=[0.5, 0.25, 0.15, 0.1])).to(x.device)
         y_in = coarsen_residual(y.detach(), means.detach(), k)
         teacher_feat = model.pixel_features(x)
-        teacher = model.pixel_classifier(x, quality)
+        # pixel_classifier(x) is the backbone after pixel_features(x): run the stem once
+        teacher = model.classifier_from_features(teacher_feat)
     feat = model.adapter_features(y_in, quality)
     student = model.classifier_from_features(feat)
     out["task"] = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True, reduction="batchmean")

@@ -24,6 +24,14 @@ def test_pixel_classifier_is_the_packaged_network_on_tflite_normalised_pixels(mo
     assert torch.allclose(ours, packaged, atol=1e-5)
 
 
+def test_teacher_is_its_stem_features_through_the_rest_of_the_backbone(model):
+    # adapter training takes the teacher's logits from the features it distils towards
+    x = torch.rand(2, 3, 192, 160, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model.classifier_from_features(model.pixel_features(x)),
+                                   model.pixel_classifier(x, 2.0))
+
+
 def test_pixel_classifier_recognises_a_real_photo(model):
     skimage_data = pytest.importorskip("skimage.data")
     img = torch.from_numpy(skimage_data.coffee()[:384, :576].copy()).permute(2, 0, 1)[None].float() / 255
