@@ -180,8 +180,11 @@ class CropSet:
         if not meta_path.is_file():
             raise TrainError(f"{root} is not a prepared dataset (no crops.json); run `edge-sdk data prepare` first")
         meta = json.loads(meta_path.read_text())
-        if meta["crop"] < crop:
-            raise TrainError(f"dataset crops are {meta['crop']} px, smaller than the requested {crop}")
+        # plain crops are cut from the stored crop positions; scaled windows come from anywhere in the
+        # photo (resized to the crop), so only plain crops are bounded by the dataset's crop size
+        if meta["crop"] < crop and scale_max == 1.0:
+            raise TrainError(f"dataset crops are {meta['crop']} px, smaller than the requested {crop}; "
+                             f"prepare the dataset with --crop {crop} or take scaled windows (scale_max > 1)")
         self.crop = crop
         self.scale_max = float(scale_max)
         self.color_jitter = float(color_jitter)

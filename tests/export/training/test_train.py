@@ -243,6 +243,11 @@ def test_origins_select_the_photos_and_jitter_stays_in_range(tmp_path):
     plain = CropSet(tmp_path / "ds", 64).batch(np.random.default_rng(0), 4)
     assert jittered.shape == plain.shape and 0.0 <= float(jittered.min()) and float(jittered.max()) <= 1.0
     assert not torch.equal(jittered, plain)
+    # plain crops cannot exceed the stored crop size; scaled windows come from the whole photo
+    with pytest.raises(TrainError, match="smaller than the requested 128"):
+        CropSet(tmp_path / "ds", 128)
+    windows = CropSet(tmp_path / "ds", 128, scale_max=2.0).batch(np.random.default_rng(0), 3)
+    assert windows.shape == (3, 3, 128, 128)
 
 
 def test_lr_drop_scales_every_group_and_a_resume_takes_the_new_schedule(dataset, tmp_path):
