@@ -22,6 +22,7 @@ as it goes.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge_sdk.runtime.fileio import atomic_file
+from edge_sdk.runtime.fileio import atomic_file, atomic_write
 from edge_sdk.runtime.images import find_images
 
 from ..models.base import CompressedDomainModel
@@ -251,6 +252,23 @@ class CropSet:
         if side != self.crop:
             window = np.asarray(Image.fromarray(np.ascontiguousarray(window)).resize((self.crop, self.crop), Image.LANCZOS))
         return window
+
+
+def drop_rows_after(path: Path, step: int) -> None:
+    """Rewrite a CSV log (atomically) without the rows whose ``step`` is past ``step``."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or "step" not in rows[0]:
+        return
+    col = rows[0].index("step")
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[col]) <= step]
+    if len(kept) == len(rows):
+        return
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(kept)
+    atomic_write(path, text.getvalue())
 
 
 def _device(name: str) -> torch.device:
@@ -540,6 +558,9 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         trained_seconds = float(state.get("trained_seconds", 0.0))
+        # a run killed between checkpoints logged steps the resumed run takes again
+        for name in ("log.csv", "eval.csv"):
+            drop_rows_after(run / name, step)
     # frozen parts stay in eval mode (BatchNorm statistics of the backbone must not drift)
     model.eval()
     if config.channels_last:

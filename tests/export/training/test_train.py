@@ -53,6 +53,20 @@ def test_codec_stage_resumes_to_the_same_weights(dataset, tmp_path):
     assert (tmp_path / "b/curves.png").stat().st_size > 1000
 
 
+def test_a_resume_after_a_kill_logs_each_step_once(dataset, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    kw = dict(lpips_weight=0.0)
+    train(config(dataset, run, "codec", steps=2, **kw))
+    shutil.copy(run / "last.pt", tmp_path / "at2.pt")
+    train(config(dataset, run, "codec", steps=3, **kw), resume=True)
+    # killed after logging step 3 but before its checkpoint landed
+    shutil.copy(tmp_path / "at2.pt", run / "last.pt")
+    train(config(dataset, run, "codec", steps=3, **kw), resume=True)
+    assert [int(r["step"]) for r in csv.DictReader((run / "log.csv").open())] == [1, 2, 3]
+
+
 def test_stages_train_only_their_parameters(dataset, tmp_path):
     init = tmp_path / "init.safetensors"
     train(config(dataset, tmp_path / "codec", "codec", steps=1, lpips_weight=0.0))
