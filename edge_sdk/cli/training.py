@@ -292,6 +292,64 @@ def train_export_weights(
     console.print(f"wrote {out}: {info['tensors']} tensors, {info['bytes'] / 1e6:.1f} MB, step {info['step']}")
 
 
+@train_app.command("rd-curve")
+def train_rd_curve(
+    weights: Path = typer.Option(..., help="Weights to measure (.safetensors from `train export-weights`, or a checkpoint `export --checkpoint` reads)."),
+    images: Path = typer.Option(..., help="Folder of photos measured at full resolution (e.g. Kodak)."),
+    model: ModelOpt = "lite0",
+    at_bpp: float = typer.Option(0.5, help="Also give the PSNR interpolated (on log-bpp) at this rate."),
+    limit: int = typer.Option(0, help="Only the first N photos, sorted by name (0: all)."),
+    threads: int = TORCH_THREADS_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the curve as JSON."),
+) -> None:
+    """Rate-distortion of weights at every quality, as training's --eval-dir measures it.
+
+    bpp is the ideal code length of the rounded latents under the model's own priors (the
+    figure published learned-codec curves use; `edge-sdk eval` counts every byte of a real
+    stream instead), PSNR that of the 8-bit reconstruction, both averaged over the photos.
+    Example: edge-sdk train rd-curve --weights W.safetensors --images KODAK
+    """
+    try:
+        import torch
+
+        from edge_sdk.export.models.checkpoint import CheckpointError, load_checkpoint
+        from edge_sdk.export.models.registry import create_model
+        from edge_sdk.export.training import train as training
+    except ImportError as exc:
+        fail(f"needs the [train] extra ({exc.name} is missing)")
+    if not weights.is_file():
+        fail(f"--weights {weights} is not a file")
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        net = create_model(model)
+        report = load_checkpoint(net, weights)
+        photos = training.load_eval_photos(images, limit)
+    except (training.TrainError, CheckpointError) as exc:
+        fail(str(exc))
+    except KeyError as exc:  # an unknown --model; its message names the registered ones
+        fail(exc.args[0])
+    if report.shape_mismatch or not report.mapped:
+        fail(f"{weights} does not fit {model}:\n{report.summary()}")
+    net.eval()
+    rows = []
+    with progress_bar(disable=as_json) as bar:
+        task = bar.add_task("qualities", total=net.num_qualities)
+        for q in range(1, net.num_qualities + 1):
+            rows.append(training.rate_distortion(net, photos, float(q)))
+            bar.advance(task)
+    at = training.psnr_at_bpp(rows, at_bpp)
+    result = {"weights": str(weights), "photos": len(photos), "qualities": rows, "at_bpp": at_bpp,
+              "psnr_at_bpp": at}
+    if as_json:
+        print(json.dumps(result))
+        return
+    for r in rows:
+        console.print(f"quality {r['quality']:g}: {r['bpp']:.4f} bpp, {r['psnr']:.2f} dB")
+    shown = "outside the measured rates" if at is None else f"{at:.2f} dB"
+    console.print(f"PSNR at {at_bpp:g} bpp: {shown} ({len(photos)} photos)")
+
+
 @train_app.command("card")
 def train_card(
     weights: Path = typer.Option(..., help="The shipped weights (.safetensors from export-weights)."),

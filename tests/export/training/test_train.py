@@ -289,3 +289,37 @@ def test_lr_drop_scales_every_group_and_a_resume_takes_the_new_schedule(dataset,
         TrainConfig(stage="codec", dataset="d", run_dir="r", lr_drop_factor=0.0)
     with pytest.raises(TrainError, match="lr_drops"):
         TrainConfig(stage="codec", dataset="d", run_dir="r", lr_drops=(-1,))
+
+
+def test_cli_rd_curve_measures_what_training_evaluates(dataset, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from edge_sdk.cli import app
+
+    photos = tmp_path / "eval"
+    photos.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (10, 14, 3), dtype=np.uint8)).resize((140, 100)).save(photos / f"e{i}.png")
+    run = tmp_path / "run"
+    train(config(dataset, run, "codec", steps=1, lpips_weight=0.0, eval_dir=str(photos), eval_every=1))
+    export_weights(run, tmp_path / "w.safetensors", dtype=torch.float32)
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "rd-curve", "--weights", str(tmp_path / "w.safetensors"), "--images",
+                                 str(photos), "--model", MODEL, "--json"])
+    assert result.exit_code == 0, result.output
+    curve = json.loads(result.output.strip().splitlines()[-1])
+    logged = [r for r in csv.DictReader((run / "eval.csv").open()) if r["step"] == "1"]
+    assert curve["photos"] == 2 and len(curve["qualities"]) == len(logged) == 4
+    for ours, theirs in zip(curve["qualities"], logged):
+        # export settles the z prior's quantiles (medians), which moves z's few bits a little
+        assert ours["bpp"] == pytest.approx(float(theirs["bpp"]), rel=5e-3)
+        assert ours["psnr"] == pytest.approx(float(theirs["psnr"]), abs=2e-3)
+    missing = runner.invoke(app, ["train", "rd-curve", "--weights", str(tmp_path / "nope.safetensors"), "--images",
+                                  str(photos), "--model", MODEL])
+    assert missing.exit_code == 2 and "not a file" in missing.output
+    unknown = runner.invoke(app, ["train", "rd-curve", "--weights", str(tmp_path / "w.safetensors"), "--images",
+                                  str(photos), "--model", "no_such_model"])
+    assert unknown.exit_code == 2 and "registered models" in unknown.output
