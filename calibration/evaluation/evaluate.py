@@ -39,6 +39,21 @@ CACHE_VERSION = 2  # 2: records hold the teacher's confidence and margin
 CONFIDENT = 0.5
 
 
+def pillow_roundtrip(rgb: np.ndarray, fmt: str, quality: int) -> tuple[int, np.ndarray]:
+    """(file bytes, decoded uint8 RGB) of ``rgb`` through Pillow's JPEG (optimized Huffman tables)
+    or WebP (method 6): the baselines every evaluation measures in the same run."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        Image.fromarray(rgb).save(buf, "JPEG", quality=int(quality), optimize=True)
+    elif fmt == "webp":
+        Image.fromarray(rgb).save(buf, "WEBP", quality=int(quality), method=6)
+    else:
+        raise ValueError(f"baseline format must be 'jpeg' or 'webp', got {fmt!r}")
+    return buf.tell(), np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     depth_points: int = 17  # decoded-depth fractions 0, 1/(n-1), ..., 1 of each stream's levels
@@ -199,17 +214,10 @@ class Evaluator:
         return points
 
     def pillow(self, rgb: np.ndarray, fmt: str, qualities: Sequence[int]) -> list[dict]:
-        from PIL import Image
-
         points = []
         for q in qualities:
-            buf = io.BytesIO()
-            if fmt == "jpeg":
-                Image.fromarray(rgb).save(buf, "JPEG", quality=int(q), optimize=True)
-            else:
-                Image.fromarray(rgb).save(buf, "WEBP", quality=int(q), method=6)
-            decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-            points.append({"setting": f"q={q}", "quality": int(q), "bytes": buf.tell(),
+            size, decoded = pillow_roundtrip(rgb, fmt, q)
+            points.append({"setting": f"q={q}", "quality": int(q), "bytes": size,
                            "top1": self._pixel_top1(decoded), **self._quality(rgb, decoded)})
         return points
 

@@ -6,6 +6,7 @@ They need the ``[export]`` (data) or ``[train]`` extra, imported only when a com
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -350,6 +351,46 @@ def train_rd_curve(
     console.print(f"PSNR at {at_bpp:g} bpp: {shown} ({len(photos)} photos)")
 
 
+#: the Pillow qualities a card measures Kodak at: 0.1-1.2 bpp on Kodak for both formats
+CARD_PILLOW_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
+
+
+def _kodak_figures(net, folder: Path, card: Path, plot: Optional[Path]) -> dict:
+    """The weights at every quality and Pillow's JPEG / WebP on the same photos, plus the plot."""
+    import numpy as np
+
+    from edge_sdk.calibration.evaluation.evaluate import pillow_roundtrip
+    from edge_sdk.export.training import train as training
+    from edge_sdk.export.training.model_card import plot_kodak
+    from edge_sdk.runtime.images import psnr
+
+    try:
+        photos = training.load_eval_photos(folder)
+    except training.TrainError as exc:
+        fail(str(exc))
+    figures: dict = {"photos": len(photos), "ours": []}
+    with progress_bar() as bar:
+        task = bar.add_task("Kodak", total=net.num_qualities + 2 * len(CARD_PILLOW_QUALITIES))
+        for q in range(1, net.num_qualities + 1):
+            figures["ours"].append(training.rate_distortion(net, photos, float(q)))
+            bar.advance(task)
+        for fmt in ("jpeg", "webp"):
+            figures[fmt] = []
+            for q in CARD_PILLOW_QUALITIES:
+                bpps, psnrs = [], []
+                for _name, rgb in photos:
+                    size, decoded = pillow_roundtrip(rgb, fmt, q)
+                    bpps.append(size * 8.0 / (rgb.shape[0] * rgb.shape[1]))
+                    psnrs.append(psnr(rgb, decoded))
+                figures[fmt].append({"quality": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))})
+                bar.advance(task)
+    plot = plot or card.with_name(card.stem + "_kodak.png")
+    plot_kodak(figures, plot)
+    # the card links the plot relative to itself, so both can move together
+    figures["plot"] = os.path.relpath(plot.resolve(), card.resolve().parent)
+    return figures
+
+
 @train_app.command("card")
 def train_card(
     weights: Path = typer.Option(..., help="The shipped weights (.safetensors from export-weights)."),
@@ -363,13 +404,30 @@ def train_card(
                                    "scale); 0: cap the long side at --max-side instead."),
     max_side: int = typer.Option(512, help="Long-side cap when --short-side is 0."),
     images: Optional[Path] = typer.Option(None, help="Evaluate these photos instead of the dataset's held-out ones."),
+    level_report: bool = typer.Option(True, "--level-report/--no-level-report", help="Decode the held-out photos "
+                                      "level by level through the real stream (torch) at each --quality."),
+    kodak: Optional[Path] = typer.Option(None, help="Kodak (or any folder of photos): measure the weights at every "
+                                         "quality at full resolution, with Pillow's JPEG and WebP in the same run, "
+                                         "beside the published curves."),
+    kodak_plot: Optional[Path] = typer.Option(None, help="Where the Kodak plot (PNG) goes; the card links to it "
+                                              "(default: beside the card, <card>_kodak.png)."),
+    evaluation: Optional[Path] = typer.Option(None, "--eval", help="results.json of `edge-sdk eval` on the bundle "
+                                              "exported from these weights: its curves beside JPEG and WebP."),
+    evaluation_title: str = typer.Option("Machine accuracy", "--eval-title", help="Heading of that section, e.g. "
+                                         "which photos it measured."),
     threads: int = TORCH_THREADS_OPTION,
 ) -> None:
-    """Evaluate weights on the held-out photos level by level and write the model card."""
+    """Evaluate weights and write the model card (Markdown, with its figures in a .json beside it).
+
+    Example (the shipped lite0):
+    edge-sdk train card --weights export/weights/lite0.safetensors --run RUN ... --dataset data/photos
+    --kodak KODAK --eval eval_val/results.json --no-level-report --out export/weights/lite0.md
+    """
     try:
         import torch
 
         from edge_sdk.export.training import report as reporting
+        from edge_sdk.export.training import train as training
         from edge_sdk.export.models.checkpoint import load_checkpoint
         from edge_sdk.export.training.model_card import write_model_card
         from edge_sdk.export.models.registry import create_model
@@ -377,16 +435,29 @@ def train_card(
         fail(f"needs the [train] extra ({exc.name} is missing)")
     if threads:
         torch.set_num_threads(threads)
+    summary = None
+    if evaluation is not None:
+        try:
+            summary = json.loads(evaluation.read_text())
+            summary.pop("per_image", None)
+            summary["curves"]["edge-sdk"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            fail(f"--eval {evaluation} is not the results.json of `edge-sdk eval` ({exc})")
     net = create_model(model)
     net.load_default_weights(["backbone"])
     load_checkpoint(net, weights)
-    photos = reporting.held_out_photos(dataset, max_side=max_side, short_side=short_side, folder=images)
-    if not photos:
-        fail(f"{dataset} has no held-out photos")
+    net.eval()
     reports = []
-    for q in qualities:
-        with console.status(f"quality {q:g}: {len(photos)} photos, every level"):
-            reports.append(reporting.level_report(net.eval(), q, photos))
+    if level_report:
+        photos = reporting.held_out_photos(dataset, max_side=max_side, short_side=short_side, folder=images)
+        if not photos:
+            fail(f"{dataset} has no held-out photos")
+        for q in qualities:
+            with console.status(f"quality {q:g}: {len(photos)} photos, every level"):
+                reports.append(reporting.level_report(net, q, photos))
+    kodak_figures = None
+    if kodak is not None:
+        kodak_figures = _kodak_figures(net, kodak, out, kodak_plot)
     run_rows = []
     for run in runs:
         cfg = json.loads((run / "config.json").read_text())
@@ -409,7 +480,11 @@ def train_card(
     dataset_meta = json.loads((dataset / "dataset.json").read_text())
     write_model_card(out, name=model, runs=run_rows, dataset=dataset_meta, reports=reports,
                      notes=[f"Weights: {weights.name}, float16.", *note],
-                     scale=f"short side {short_side} px" if short_side > 0 else f"long side ≤ {max_side} px")
+                     scale=f"short side {short_side} px" if short_side > 0 else f"long side ≤ {max_side} px",
+                     kodak=kodak_figures, evaluation=summary, evaluation_title=evaluation_title)
+    if kodak_figures:
+        at = {k: training.psnr_at_bpp(kodak_figures[k], 0.5) for k in ("ours", "webp", "jpeg")}
+        console.print("Kodak PSNR at 0.5 bpp: " + ", ".join(f"{k} {v:.2f} dB" for k, v in at.items() if v is not None))
     for rep in reports:
         console.print(f"quality {rep['quality']:g}: " + "; ".join(
             f"{s['depth']:.0%}: {s['bpp']:.3f} bpp, {s['psnr']:.1f} dB, {s['agreement']:.0%} agree" for s in rep["summary"]))

@@ -323,3 +323,49 @@ def test_cli_rd_curve_measures_what_training_evaluates(dataset, tmp_path):
     unknown = runner.invoke(app, ["train", "rd-curve", "--weights", str(tmp_path / "w.safetensors"), "--images",
                                   str(photos), "--model", "no_such_model"])
     assert unknown.exit_code == 2 and "registered models" in unknown.output
+
+
+def test_cli_card_shows_kodak_beside_pillow_and_published_curves_and_the_eval(dataset, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from edge_sdk.cli import app
+
+    photos = tmp_path / "kodak"
+    photos.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).resize((128, 96)).save(photos / f"k{i}.png")
+    run = tmp_path / "run"
+    train(config(dataset, run, "codec", steps=1, lpips_weight=0.0))
+    export_weights(run, tmp_path / "w.safetensors")
+
+    def point(codec, setting, bpp, agreement):
+        return {"codec": codec, "setting": setting, "bpp": bpp, "agreement": agreement, "accuracy": agreement - 0.1,
+                "psnr": 20 + 10 * bpp, "lpips": None, "images": 3}
+
+    summary = {"images": 3, "short_side": 224, "bd_rate_vs": {"webp": {"agreement": -0.12, "psnr": 0.4, "accuracy": None}},
+               "teacher": {"ceiling": {"webp q=95": 0.9}, "median_confidence": 0.6},
+               "curves": {"edge-sdk": [point("edge-sdk", f"depth {d}", 0.1 + d, 0.2 + d / 2) for d in (0, 0.5, 1)],
+                          "webp": [point("webp", "q=50", 0.5, 0.7)], "jpeg": [point("jpeg", "q=50", 0.6, 0.65)]}}
+    (tmp_path / "results.json").write_text(json.dumps({**summary, "per_image": []}))
+    card = tmp_path / "card" / "tiny.md"
+    runner = CliRunner()
+    args = ["train", "card", "--weights", str(tmp_path / "w.safetensors"), "--run", str(run), "--dataset", str(dataset),
+            "--model", MODEL, "--no-level-report", "--kodak", str(photos), "--out", str(card)]
+    result = runner.invoke(app, args + ["--eval", str(tmp_path / "results.json"), "--eval-title", "val photos"])
+    assert result.exit_code == 0, result.output
+    text = card.read_text()
+    assert "## Kodak at full resolution" in text and "## val photos" in text
+    assert "WebP (Pillow, this run)" in text and "bmshj2018-hyperprior" in text and "ELIC" in text
+    assert "![Kodak rate-distortion](tiny_kodak.png)" in text and (card.parent / "tiny_kodak.png").stat().st_size > 1000
+    assert "| webp | -12.0 % | +40.0 % | no common range |" in text
+    figures = json.loads(card.with_suffix(".json").read_text())
+    assert [r["quality"] for r in figures["kodak"]["ours"]] == [1.0, 2.0, 3.0, 4.0]
+    jpeg = figures["kodak"]["jpeg"]
+    assert all(a["bpp"] < b["bpp"] and a["psnr"] < b["psnr"] for a, b in zip(jpeg, jpeg[1:]))
+    assert figures["evaluation"]["images"] == 3 and "per_image" not in figures["evaluation"]
+    (tmp_path / "bad.json").write_text("{}")
+    bad = runner.invoke(app, args + ["--eval", str(tmp_path / "bad.json")])
+    assert bad.exit_code == 2 and "results.json of `edge-sdk eval`" in bad.output
