@@ -44,7 +44,7 @@ def test_converted_lite0_tracks_the_float_hyper_synthesis(shipped_lite0):
     tables = build_entropy_tables(shipped_lite0)
     prior = convert_hyper_synthesis(shipped_lite0.hyper_synthesis_layers(2.0), tables)
     exact = near = total = 0
-    mean_errors = []
+    mean_errors, mean_magnitude = [], 0.0
     for z in real_z(shipped_lite0):
         with torch.no_grad():
             means, scales = shipped_lite0.hyper_synthesis(z, 2.0)
@@ -54,10 +54,14 @@ def test_converted_lite0_tracks_the_float_hyper_synthesis(shipped_lite0):
         near += int((np.abs(got - want) <= 1).sum())
         total += want.size
         mean_errors.append(np.abs(got_means - means[0].numpy()).ravel())
+        mean_magnitude = max(mean_magnitude, float(means.abs().max()))
     assert near / total > 0.999  # never more than one bucket off, but for clipped outliers
     assert exact / total > 0.85
     errors = np.concatenate(mean_errors)
-    assert np.median(errors) < 0.01 and np.quantile(errors, 0.999) < 0.1
+    # activations keep 10 bits of each layer's own range, so the error scales with the range of
+    # the means (lite0's reached 7.4 with the weights of 2026-11, 20.7 with those of 2026-12):
+    # 1 % of it leaves the rounding of three layers a margin of about two
+    assert np.median(errors) < 0.01 and np.quantile(errors, 0.999) < 0.01 * mean_magnitude
 
 
 def test_models_without_a_plain_hyper_synthesis_say_so():
