@@ -295,7 +295,8 @@ def train_export_weights(
 
 @train_app.command("rd-curve")
 def train_rd_curve(
-    weights: Path = typer.Option(..., help="Weights to measure (.safetensors from `train export-weights`, or a checkpoint `export --checkpoint` reads)."),
+    weights: Path = typer.Option(..., help="Weights to measure (.safetensors from `train export-weights`, or any "
+                                 "checkpoint `export --checkpoint` reads)."),
     images: Path = typer.Option(..., help="Folder of photos measured at full resolution (e.g. Kodak)."),
     model: ModelOpt = "lite0",
     at_bpp: float = typer.Option(0.5, help="Also give the PSNR interpolated (on log-bpp) at this rate."),
@@ -333,12 +334,9 @@ def train_rd_curve(
     if report.shape_mismatch or not report.mapped:
         fail(f"{weights} does not fit {model}:\n{report.summary()}")
     net.eval()
-    rows = []
     with progress_bar(disable=as_json) as bar:
         task = bar.add_task("qualities", total=net.num_qualities)
-        for q in range(1, net.num_qualities + 1):
-            rows.append(training.rate_distortion(net, photos, float(q)))
-            bar.advance(task)
+        rows = training.rate_distortion_curve(net, photos, progress=lambda: bar.advance(task))
     at = training.psnr_at_bpp(rows, at_bpp)
     result = {"weights": str(weights), "photos": len(photos), "qualities": rows, "at_bpp": at_bpp,
               "psnr_at_bpp": at}
@@ -368,12 +366,10 @@ def _kodak_figures(net, folder: Path, card: Path, plot: Optional[Path]) -> dict:
         photos = training.load_eval_photos(folder)
     except training.TrainError as exc:
         fail(str(exc))
-    figures: dict = {"photos": len(photos), "ours": []}
+    figures: dict = {"photos": len(photos)}
     with progress_bar() as bar:
         task = bar.add_task("Kodak", total=net.num_qualities + 2 * len(CARD_PILLOW_QUALITIES))
-        for q in range(1, net.num_qualities + 1):
-            figures["ours"].append(training.rate_distortion(net, photos, float(q)))
-            bar.advance(task)
+        figures["ours"] = training.rate_distortion_curve(net, photos, progress=lambda: bar.advance(task))
         for fmt in ("jpeg", "webp"):
             figures[fmt] = []
             for q in CARD_PILLOW_QUALITIES:
@@ -440,7 +436,8 @@ def train_card(
         try:
             summary = json.loads(evaluation.read_text())
             summary.pop("per_image", None)
-            summary["curves"]["edge-sdk"]
+            if "edge-sdk" not in summary["curves"]:
+                raise KeyError("curves has no edge-sdk entry")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             fail(f"--eval {evaluation} is not the results.json of `edge-sdk eval` ({exc})")
     net = create_model(model)

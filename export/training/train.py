@@ -413,6 +413,18 @@ def rate_distortion(model: CompressedDomainModel, photos: list[tuple[str, np.nda
     return {"quality": quality, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))}
 
 
+def rate_distortion_curve(model: CompressedDomainModel, photos: list[tuple[str, np.ndarray]],
+                          device: torch.device = torch.device("cpu"),
+                          progress: Optional[Callable[[], None]] = None) -> list[dict]:
+    """:func:`rate_distortion` at every quality of the model, lowest rate first."""
+    rows = []
+    for q in range(1, model.num_qualities + 1):
+        rows.append(rate_distortion(model, photos, float(q), device))
+        if progress:
+            progress()
+    return rows
+
+
 def psnr_at_bpp(points: list[dict], bpp: float) -> Optional[float]:
     """PSNR at ``bpp`` interpolated linearly in log-bpp between measured points; None outside their span."""
     pts = sorted((p["bpp"], p["psnr"]) for p in points)
@@ -569,7 +581,7 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
 
     def evaluate() -> None:
         # its own RNG use would change the training stream: the eval draws no random numbers
-        rows = [rate_distortion(model, eval_photos, float(q), device) for q in range(1, model.num_qualities + 1)]
+        rows = rate_distortion_curve(model, eval_photos, device)
         at = psnr_at_bpp(rows, 0.5)
         path = run / "eval.csv"
         new = not path.exists()

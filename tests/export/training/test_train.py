@@ -33,6 +33,16 @@ def dataset(tmp_path_factory):
 MODEL = "tiny_test"
 
 
+def small_photos(folder, seed, size=(140, 100)):
+    """Two smooth random photos of ``size`` (width, height) in a new ``folder``."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(2):
+        coarse = rng.integers(0, 255, (10, 14, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize(size, Image.BICUBIC).save(folder / f"p{i}.png")
+    return folder
+
+
 def config(dataset, run, stage, **kw):
     return TrainConfig(stage=stage, dataset=str(dataset), run_dir=str(run), steps=kw.pop("steps", 2), batch_size=2,
                        crop=64, checkpoint_every=1, log_every=1, threads=2, model=kw.pop("model", MODEL), **kw)
@@ -211,12 +221,7 @@ def test_gain_spread_applies_once_and_resumes_exactly(dataset, tmp_path):
 def test_eval_during_training_logs_a_kodak_style_curve_and_keeps_resume_exact(dataset, tmp_path):
     from edge_sdk.export.training.train import psnr_at_bpp
 
-    photos = tmp_path / "eval"
-    photos.mkdir()
-    rng = np.random.default_rng(5)
-    for i in range(2):
-        coarse = rng.integers(0, 255, (10, 14, 3), dtype=np.uint8)
-        Image.fromarray(coarse).resize((140, 100), Image.BICUBIC).save(photos / f"e{i}.png")
+    photos = small_photos(tmp_path / "eval", seed=5)
     kw = dict(lpips_weight=0.0, eval_dir=str(photos), eval_every=2)
     train(config(dataset, tmp_path / "a", "codec", steps=4, **kw))
     train(config(dataset, tmp_path / "b", "codec", steps=2, **kw))
@@ -298,11 +303,7 @@ def test_cli_rd_curve_measures_what_training_evaluates(dataset, tmp_path):
 
     from edge_sdk.cli import app
 
-    photos = tmp_path / "eval"
-    photos.mkdir()
-    rng = np.random.default_rng(7)
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 255, (10, 14, 3), dtype=np.uint8)).resize((140, 100)).save(photos / f"e{i}.png")
+    photos = small_photos(tmp_path / "eval", seed=7)
     run = tmp_path / "run"
     train(config(dataset, run, "codec", steps=1, lpips_weight=0.0, eval_dir=str(photos), eval_every=1))
     export_weights(run, tmp_path / "w.safetensors", dtype=torch.float32)
@@ -332,11 +333,7 @@ def test_cli_card_shows_kodak_beside_pillow_and_published_curves_and_the_eval(da
 
     from edge_sdk.cli import app
 
-    photos = tmp_path / "kodak"
-    photos.mkdir()
-    rng = np.random.default_rng(3)
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).resize((128, 96)).save(photos / f"k{i}.png")
+    photos = small_photos(tmp_path / "kodak", seed=3, size=(128, 96))
     run = tmp_path / "run"
     train(config(dataset, run, "codec", steps=1, lpips_weight=0.0))
     export_weights(run, tmp_path / "w.safetensors")
