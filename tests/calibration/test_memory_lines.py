@@ -29,8 +29,10 @@ def test_measure_memory_cli_stores_a_line_per_operation(tiny_bundle, tmp_path):
     assert model is not None and model.threads == 1 and set(model.lines) == set(OPERATIONS)
     for op in OPERATIONS:
         assert lines[op]["base_bytes"] > 0 and lines[op]["bytes_per_pixel"] >= 0
-    # a run holds what an encode holds and more
-    assert model.lines["run"].at(6_000_000) >= model.lines["encode"].at(6_000_000)
+    # a run holds what an encode holds and more; two fresh processes doing the same work differ
+    # in resident peak by a few pages (CI saw run 32 KiB under encode on the tiny bundle, whose
+    # classifier adds almost nothing), so the comparison allows 1 MiB of that noise
+    assert model.lines["run"].at(6_000_000) >= model.lines["encode"].at(6_000_000) - (1 << 20)
     shown = runner.invoke(app, ["inspect", str(out)])
     assert shown.exit_code == 0 and "B per pixel" in shown.output
 
