@@ -6,6 +6,11 @@ Per image, every codec point records the bytes of the whole file, the top-1 of a
 their decoded pixels), the reference it is judged against (the pixel classifier on the
 original, and the real label when one is given), PSNR and, when an LPIPS network is
 available, LPIPS of the reconstruction. Curves average each setting over the images.
+
+Our points also record the pixel classifier's top-1 on our own decoded pictures: the curve
+``edge-sdk pixels`` (same bytes and PSNR, the teacher's answer on what we reconstruct). The
+gap between it and ``edge-sdk`` is what the adapter loses or gains over classifying pixels;
+the gap between it and JPEG/WebP is what the codec keeps of what the teacher needs.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ from edge_sdk.runtime.tables import ZTables, build_z_tables
 from ..bdrate import bd_rate
 
 CODECS = ("edge-sdk", "non-progressive", "jpeg", "webp")
+#: our points judged by the teacher on our decoded pixels instead of by the adapter on ŷ
+PIXELS_CURVE = "edge-sdk pixels"
 #: shapes, image size, quality and step of a non-progressive file: what a minimal container
 #: needs besides the two range-coder payloads (ours carries more: the chunk table, CRCs)
 NONPROGRESSIVE_HEADER_BYTES = 16
-CACHE_VERSION = 2  # 2: records hold the teacher's confidence and margin
+CACHE_VERSION = 3  # 2: records hold the teacher's confidence and margin; 3: the teacher on our pixels
 #: the teacher's top-1 probability from which an image counts as one it is sure of
 CONFIDENT = 0.5
 
@@ -179,7 +186,7 @@ class Evaluator:
             decoded = session.reconstruct()
             points.append({"setting": f"level {level}/{last}", "level": level, "levels": last, "bytes": ends[level],
                            "bytes_total": len(data), "top1": int(np.argmax(session.logits())),
-                           **self._quality(rgb, decoded)})
+                           "pixel_top1": self._pixel_top1(decoded), **self._quality(rgb, decoded)})
             if allocation:
                 maps[level] = session.decoded_bits().sum(axis=0)
         alloc = None
@@ -243,8 +250,13 @@ def curves(records: Sequence[dict], min_confidence: float = 0.0) -> dict[str, li
     (only those whose teacher top-1 probability is at least ``min_confidence``)."""
     records = [r for r in records if r["reference_confidence"] >= min_confidence]
     out = {}
-    for codec in CODECS:
-        per_setting = [r["codecs"][codec] for r in records]
+    for codec in (*CODECS, PIXELS_CURVE):
+        if codec == PIXELS_CURVE:
+            if not all("pixel_top1" in pt for r in records for pt in r["codecs"]["edge-sdk"]):
+                continue
+            per_setting = [[{**pt, "top1": pt["pixel_top1"]} for pt in r["codecs"]["edge-sdk"]] for r in records]
+        else:
+            per_setting = [r["codecs"][codec] for r in records]
         if not per_setting:
             continue
         points = []
@@ -255,7 +267,7 @@ def curves(records: Sequence[dict], min_confidence: float = 0.0) -> dict[str, li
             finite = [pt["psnr"] for _, pt in rows if math.isfinite(pt["psnr"])]
             points.append({
                 "codec": codec,
-                "setting": rows[0][1]["setting"] if codec != "edge-sdk" else
+                "setting": rows[0][1]["setting"] if codec not in ("edge-sdk", PIXELS_CURVE) else
                 f"depth {i / max(len(per_setting[0]) - 1, 1):.3g}",
                 "bpp": float(np.mean([pt["bytes"] * 8.0 / (r["height"] * r["width"]) for r, pt in rows])),
                 "agreement": float(np.mean([pt["top1"] == r["reference"] for r, pt in rows])),
@@ -363,12 +375,15 @@ def write_plots(curve_set: dict[str, list[dict]], records: Sequence[dict], folde
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    styles = {"edge-sdk": ("C0", "o-"), "non-progressive": ("C1", "s--"), "jpeg": ("C2", "^-"), "webp": ("C3", "v-")}
+    styles = {"edge-sdk": ("C0", "o-"), "non-progressive": ("C1", "s--"), "jpeg": ("C2", "^-"), "webp": ("C3", "v-"),
+              PIXELS_CURVE: ("C0", "o:")}
     written = []
     for axis, label, name in (("agreement", "top-1 agreement with the uncompressed teacher", "rate_agreement.png"),
                               ("psnr", "PSNR (dB)", "rate_psnr.png")):
         fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
         for codec, points in curve_set.items():
+            if codec == PIXELS_CURVE and axis == "psnr":  # the same pictures as edge-sdk's
+                continue
             pts = [(p["bpp"], p[axis]) for p in points if p[axis] is not None and math.isfinite(p[axis])]
             if pts:
                 color, style = styles.get(codec, ("C4", "x-"))

@@ -88,6 +88,10 @@ def evaluation_section(summary: dict, title: str) -> list[str]:
         return f"| {codec} | {p['setting']} | {p['bpp']:.3f} | {p['agreement']:.1%} |{acc} {p['psnr']:.2f} |"
 
     lines += [row("edge-sdk", ours[i]) for i in picks]
+    # results.json's curve of the teacher on our decoded pictures (older results lack it)
+    pixels = curves.get("edge-sdk pixels")
+    if pixels and len(pixels) == len(ours):
+        lines += [row("edge-sdk pixels (teacher on our pictures)", pixels[i]) for i in picks]
     for codec in ("webp", "jpeg"):
         for p in curves.get(codec, []):
             if 0.1 <= p["bpp"] <= 1.2:

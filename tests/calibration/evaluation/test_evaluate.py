@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from edge_sdk.calibration.evaluation.evaluate import (
     NONPROGRESSIVE_HEADER_BYTES,
+    PIXELS_CURVE,
     EvalSettings,
     Evaluator,
     bd_rates,
@@ -82,7 +83,11 @@ def test_baseline_bytes_are_the_files_pillow_writes(records, tiny_images):
 
 def test_curves_average_per_setting(records):
     curve_set = curves(records)
-    assert set(curve_set) == {"edge-sdk", "non-progressive", "jpeg", "webp"}
+    assert set(curve_set) == {"edge-sdk", "non-progressive", "jpeg", "webp", PIXELS_CURVE}
+    ours, pixels = curve_set["edge-sdk"], curve_set[PIXELS_CURVE]
+    assert [p["bpp"] for p in pixels] == [p["bpp"] for p in ours] and [p["psnr"] for p in pixels] == [p["psnr"] for p in ours]
+    assert pixels[-1]["agreement"] == pytest.approx(
+        np.mean([r["codecs"]["edge-sdk"][-1]["pixel_top1"] == r["reference"] for r in records]))
     point = curve_set["jpeg"][1]
     expected = np.mean([r["codecs"]["jpeg"][1]["bytes"] * 8 / (r["height"] * r["width"]) for r in records])
     assert point["bpp"] == pytest.approx(expected)
@@ -91,6 +96,13 @@ def test_curves_average_per_setting(records):
     # only coffee.png carries a label, so accuracy averages over it alone
     assert point["accuracy"] == float(records[0]["codecs"]["jpeg"][1]["top1"] == 7)
     assert point["lpips"] is None and point["images"] == 2
+
+
+def test_pixel_top1_is_the_teacher_on_our_decoded_picture(records, evaluator, tiny_images):
+    for record, (_, rgb) in zip(records, tiny_images):
+        session = evaluator.decoder.session()
+        session.feed(evaluator.encoder.encode(rgb))
+        assert record["codecs"]["edge-sdk"][-1]["pixel_top1"] == evaluator._pixel_top1(session.reconstruct())
 
 
 def test_reference_confidence_is_the_teachers_softmax(records, evaluator, tiny_images):
@@ -167,11 +179,11 @@ def test_eval_command_writes_results_csv_and_plots(tiny_bundle, tiny_images, tmp
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["images"] == 2 and summary["reused_from_cache"] == 0
-    assert set(summary["bd_rate_vs"]) == {"non-progressive", "jpeg", "webp"}
+    assert set(summary["bd_rate_vs"]) == {"non-progressive", "jpeg", "webp", PIXELS_CURVE}
     for name in ("results.json", "curves.csv", "rate_agreement.png", "rate_psnr.png", "bit_allocation.png"):
         assert (target / name).is_file(), name
     rows = (target / "curves.csv").read_text().splitlines()
-    assert rows[0].startswith("codec,setting,bpp") and len(rows) == 1 + 3 + 2 + 2 + 2
+    assert rows[0].startswith("codec,setting,bpp") and len(rows) == 1 + 3 + 2 + 2 + 2 + 3  # the last 3: edge-sdk pixels
     result = CliRunner().invoke(app, args + ["--json"])
     assert json.loads(result.output.strip().splitlines()[-1])["reused_from_cache"] == 2
     result = CliRunner().invoke(app, ["eval", "--bundle", str(out), "--images", str(tmp_path / "nothing"),

@@ -345,6 +345,8 @@ def test_cli_card_shows_kodak_beside_pillow_and_published_curves_and_the_eval(da
     summary = {"images": 3, "short_side": 224, "bd_rate_vs": {"webp": {"agreement": -0.12, "psnr": 0.4, "accuracy": None}},
                "teacher": {"ceiling": {"webp q=95": 0.9}, "median_confidence": 0.6},
                "curves": {"edge-sdk": [point("edge-sdk", f"depth {d}", 0.1 + d, 0.2 + d / 2) for d in (0, 0.5, 1)],
+                          "edge-sdk pixels": [point("edge-sdk pixels", f"depth {d}", 0.1 + d, 0.3 + d / 2)
+                                              for d in (0, 0.5, 1)],
                           "webp": [point("webp", "q=50", 0.5, 0.7)], "jpeg": [point("jpeg", "q=50", 0.6, 0.65)]}}
     (tmp_path / "results.json").write_text(json.dumps({**summary, "per_image": []}))
     card = tmp_path / "card" / "tiny.md"
@@ -358,6 +360,7 @@ def test_cli_card_shows_kodak_beside_pillow_and_published_curves_and_the_eval(da
     assert "WebP (Pillow, this run)" in text and "bmshj2018-hyperprior" in text and "ELIC" in text
     assert "![Kodak rate-distortion](tiny_kodak.png)" in text and (card.parent / "tiny_kodak.png").stat().st_size > 1000
     assert "| webp | -12.0 % | +40.0 % | no common range |" in text
+    assert "| edge-sdk pixels (teacher on our pictures) | depth 1 | 1.100 | 80.0% |" in text
     figures = json.loads(card.with_suffix(".json").read_text())
     assert [r["quality"] for r in figures["kodak"]["ours"]] == [1.0, 2.0, 3.0, 4.0]
     jpeg = figures["kodak"]["jpeg"]
