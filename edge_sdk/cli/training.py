@@ -239,6 +239,9 @@ def train_adapter(
     dataset: DatasetOpt,
     run_dir: RunDirOpt,
     init: str = typer.Option(..., help="The trained codec's weights."),
+    init_adapter: Optional[str] = typer.Option(None, help="Start the adapter from these weights' adapter tensors "
+                                               "(an earlier run's, when the codec under it trained further); the "
+                                               "codec stays --init's."),
     model: ModelOpt = "lite0",
     steps: int = typer.Option(1000, help="Total optimiser steps."),
     batch_size: BatchOpt = 8,
@@ -270,8 +273,8 @@ def train_adapter(
                   batch_size=batch_size, crop=crop, lr=lr, lr_drops=tuple(lr_drop), lr_drop_factor=lr_drop_factor,
                   lambdas=[], distill_weight=distill_weight,
                   scale_max=scale_max, origins=tuple(origin), color_jitter=color_jitter, init=init,
-                  seed=seed, device=device, threads=threads, checkpoint_every=checkpoint_every, resume=resume,
-                  as_json=as_json)
+                  init_adapter=init_adapter, seed=seed, device=device, threads=threads,
+                  checkpoint_every=checkpoint_every, resume=resume, as_json=as_json)
 
 
 @train_app.command("export-weights")

@@ -85,6 +85,9 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     init: Optional[str] = None
+    #: then the adapter's tensors from these weights (an earlier adapter as the warm start when the
+    #: codec under it was trained further); everything else stays ``init``'s
+    init_adapter: Optional[str] = None
     checkpoint_every: int = 100
     log_every: int = 10
     #: a folder of photos (Kodak) measured at full resolution every ``eval_every`` steps: bpp from the
@@ -499,6 +502,26 @@ def plot_eval(eval_csv: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
+def load_adapter_weights(model, path: str) -> int:
+    """Load only the adapter's tensors of ``path`` into ``model``; how many were loaded."""
+    from ..models.checkpoint import CheckpointError, load_state_dict_into, read_state_dict
+
+    prefixes = model.weight_groups().get("adapter")
+    if not prefixes:
+        raise TrainError(f"--init-adapter: {type(model).__name__} has no adapter")
+    try:
+        state = read_state_dict(path)
+    except CheckpointError as exc:
+        raise TrainError(f"--init-adapter: {exc}") from exc
+    state = {k: v for k, v in state.items() if k.startswith(prefixes)}
+    report = load_state_dict_into(model, state, path)
+    expected = [k for k in model.state_dict() if k.startswith(prefixes)]
+    if report.shape_mismatch or report.unexpected or len(report.mapped) != len(expected):
+        raise TrainError(f"--init-adapter {path} does not hold this model's adapter "
+                         f"({len(report.mapped)} of {len(expected)} tensors fit):\n{report.summary()}")
+    return len(report.mapped)
+
+
 def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable[[int, dict], None]] = None) -> dict:
     """Run (or resume) a training stage; returns the last logged metrics."""
     from ..models.checkpoint import load_checkpoint
@@ -523,6 +546,8 @@ def train(config: TrainConfig, resume: bool = False, progress: Optional[Callable
         report = load_checkpoint(model, config.init)
         if report.shape_mismatch or not report.mapped:
             raise TrainError(f"--init {config.init} does not fit {config.model}:\n{report.summary()}")
+    if config.init_adapter:
+        load_adapter_weights(model, config.init_adapter)
     if config.gain_spread != 1.0 and not resume:  # a resumed run's state already holds the spread rows
         from ..models.registry import get_model_info
 

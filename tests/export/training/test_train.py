@@ -12,7 +12,7 @@ from edge_sdk.export.training.data import prepare_dataset, scan_folder
 from edge_sdk.export.models.lite0 import Lite0Model
 from edge_sdk.export.models.registry import create_model
 from edge_sdk.export.training.train import (TrainConfig, TrainError, coarsen_residual, compute_losses, export_weights,
-                                   rate_lambdas, spread_quality_gains, train)
+                                   load_adapter_weights, rate_lambdas, spread_quality_gains, train)
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,37 @@ def test_stages_train_only_their_parameters(dataset, tmp_path):
         changed = {k for k in after if not k.startswith("task_model.") and not torch.equal(after[k], ref[k])}
         assert changed and all(k.startswith(moved if stage == "adapter" else ("h_s.", "inverse_hyper_gain.", "entropy_bottleneck."))
                                for k in changed), (stage, sorted(changed)[:5])
+
+
+def test_init_adapter_takes_only_the_adapter_from_its_file(dataset, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    train(config(dataset, tmp_path / "a", "codec", steps=1, lpips_weight=0.0))
+    export_weights(tmp_path / "a", tmp_path / "a.safetensors")
+    codec = load_file(str(tmp_path / "a.safetensors"))
+    # another run's weights: every tensor moved, so a wrongly taken codec tensor shows
+    adapter = {k: v + 0.5 for k, v in codec.items()}
+    save_file(adapter, str(tmp_path / "b.safetensors"))
+    model = create_model(MODEL)
+    load_checkpoint(model, tmp_path / "a.safetensors")
+    assert load_adapter_weights(model, str(tmp_path / "b.safetensors")) == sum(k.startswith("adapter.") for k in adapter)
+    state = model.state_dict()
+    for key in codec:
+        source = adapter if key.startswith("adapter.") else codec
+        assert torch.equal(state[key], source[key].to(state[key].dtype)), key
+    save_file({k: v for k, v in codec.items() if not k.startswith("adapter.")}, str(tmp_path / "codec_only.safetensors"))
+    with pytest.raises(TrainError, match="does not hold this model's adapter"):
+        load_adapter_weights(model, str(tmp_path / "codec_only.safetensors"))
+    with pytest.raises(TrainError, match="does not exist"):
+        load_adapter_weights(model, str(tmp_path / "missing.safetensors"))
+    from typer.testing import CliRunner
+
+    from edge_sdk.cli import app
+
+    result = CliRunner().invoke(app, ["train", "adapter", "--dataset", str(dataset), "--run-dir", str(tmp_path / "r"),
+                                      "--init", str(tmp_path / "a.safetensors"), "--init-adapter",
+                                      str(tmp_path / "codec_only.safetensors"), "--model", MODEL, "--crop", "64"])
+    assert result.exit_code != 0 and "does not hold this model's adapter" in result.output
 
 
 def test_picm_objective_and_weight_export(dataset, tmp_path):
