@@ -502,7 +502,7 @@ def plot_eval(eval_csv: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
-def load_adapter_weights(model, path: str) -> int:
+def load_adapter_weights(model: CompressedDomainModel, path: str) -> int:
     """Load only the adapter's tensors of ``path`` into ``model``; how many were loaded."""
     from ..models.checkpoint import CheckpointError, load_state_dict_into, read_state_dict
 
