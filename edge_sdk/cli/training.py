@@ -34,6 +34,9 @@ def data_prepare(
         "(repeatable). The shared ImageNet val split and Kodak are always protected when present."),
     crop: int = typer.Option(256, help="Training crop side in pixels."),
     val_every: int = typer.Option(6, help="Every N-th photo (by content hash) is held out."),
+    short_side: int = typer.Option(
+        0, help="Reduce every photo to this short side instead of the 2x JPEG rule (never enlarging): the "
+        "classifier's scale, for adapter training (224 matches imagenet-sample/val). 0: the codec's rule."),
     crops_per_megapixel: float = typer.Option(24.0, help="Training crops drawn per megapixel of downscaled photo."),
     seed: int = typer.Option(0, help="Seed of the crop positions."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
@@ -53,6 +56,8 @@ def data_prepare(
     Example (lite0's training set):
     edge-sdk data prepare --out data/photos --imagenet-train IMAGENET_SAMPLE/train
     --mirrors MIRRORS --crop 128 --val-every 10
+
+    The adapter's set, at the classifier's scale: add --short-side 224 --crop 192.
     """
     try:
         from edge_sdk.export.training import data
@@ -85,8 +90,9 @@ def data_prepare(
         with progress_bar(disable=as_json) as bar:
             task = bar.add_task("photos", total=len(sources) + 1)
             manifest = data.prepare_dataset(
-                sources, out, crop=crop, val_every=val_every, crops_per_megapixel=crops_per_megapixel, seed=seed,
-                force=force, protected=protected, progress=lambda m: (bar.update(task, description=m), bar.advance(task)))
+                sources, out, crop=crop, val_every=val_every, short_side=short_side,
+                crops_per_megapixel=crops_per_megapixel, seed=seed, force=force, protected=protected,
+                progress=lambda m: (bar.update(task, description=m), bar.advance(task)))
     except data.DataError as exc:
         fail(str(exc))
     result = {"out": str(out), **manifest["counts"], "licences": manifest["licences"],

@@ -354,6 +354,7 @@ def prepare_dataset(
     val_every: int = 6,
     min_downscale: float = 2.0,
     max_side: int = 1600,
+    short_side: int = 0,
     crops_per_megapixel: float = 24.0,
     seed: int = 0,
     force: bool = False,
@@ -366,6 +367,13 @@ def prepare_dataset(
     ``val_every``-th goes to the held-out set unless the source fixes its split. JPEGs
     are downscaled by ``max(min_downscale, long side / max_side)``; PNGs only when
     larger than ``max_side``. Training crops are drawn uniformly with ``seed``.
+
+    ``short_side`` > 0 replaces that rule: every photo is reduced so that its short side is
+    ``short_side`` pixels (never enlarged), the scale a classifier is judged at
+    (``imagenet-sample/val`` is 224 px on the short side). The adapter learns at the scale it
+    will see; the ≥ 2× JPEG rule would leave ImageNet photos at about 188 px, and an adapter
+    chosen there fell 6 points behind the teacher on 224-px photos (docs/training.md).
+    The split does not depend on the scale, except that photos too small to crop are held out.
 
     ``protected`` (default: ``default_protected_folders()``, the ImageNet sample's val split
     and Kodak) are evaluation sets: a source inside one is refused with ``DataError``, and a
@@ -428,7 +436,10 @@ def prepare_dataset(
             kept.add(s.describe(), prints)
             h, w = img.shape[:2]
             is_jpeg = Path(s.repo_path or s.path).suffix.lower() in (".jpg", ".jpeg")
-            factor = max(min_downscale if is_jpeg else 1.0, max(h, w) / max_side)
+            if short_side > 0:
+                factor = max(1.0, min(h, w) / short_side)
+            else:
+                factor = max(min_downscale if is_jpeg else 1.0, max(h, w) / max_side)
             small = downscale(img, factor)
             split = s.split
             if split == "auto":
@@ -454,7 +465,7 @@ def prepare_dataset(
             "format": "edge-sdk-dataset",
             "version": DATASET_VERSION,
             "options": {"crop": crop, "val_every": val_every, "min_downscale": min_downscale, "max_side": max_side,
-                        "crops_per_megapixel": crops_per_megapixel, "seed": seed},
+                        "short_side": short_side, "crops_per_megapixel": crops_per_megapixel, "seed": seed},
             "images": records,
             "counts": {
                 "train_images": sum(r["split"] == "train" for r in records),
