@@ -43,7 +43,8 @@ import numpy as np
 from edge_sdk.runtime.fileio import atomic_directory
 from edge_sdk.runtime.images import IMAGE_SUFFIXES, find_images, read_image, to_uint8
 
-DATASET_VERSION = 2
+#: 3: a training photo too small to crop stays in the training split (2 moved it to the held-out one)
+DATASET_VERSION = 3
 
 #: (package, glob under /, names to skip). The skipped lomiri files are gradients or artwork.
 DEBIAN_PHOTO_SETS = (
@@ -373,7 +374,8 @@ def prepare_dataset(
     (``imagenet-sample/val`` is 224 px on the short side). The adapter learns at the scale it
     will see; the ≥ 2× JPEG rule would leave ImageNet photos at about 188 px, and an adapter
     chosen there fell 6 points behind the teacher on 224-px photos (docs/training.md).
-    The split does not depend on the scale, except that photos too small to crop are held out.
+    The split depends on the content hashes alone, never on the scale: held-out photos stay held
+    out in every set prepared from the same sources (a training photo too small to crop gets none).
 
     ``protected`` (default: ``default_protected_folders()``, the ImageNet sample's val split
     and Kodak) are evaluation sets: a source inside one is refused with ``DataError``, and a
@@ -446,11 +448,12 @@ def prepare_dataset(
                 split = "val" if auto_index % val_every == val_every - 1 else "train"
                 auto_index += 1
             name = _safe_name(s, used_names)
-            if split == "train" and min(small.shape[:2]) < crop:
-                split = "val"  # too small to crop; still useful held out
             Image.fromarray(small).save(tmp / split / f"{name}.png", optimize=False)
             n_crops = 0
-            if split == "train":
+            # a training photo too small to crop stays in the training split without crops: moving it to
+            # the held-out split would make the split depend on the scale, and a held-out photo of the
+            # codec's set (2× down) could then train an adapter prepared at 224 px
+            if split == "train" and min(small.shape[:2]) >= crop:
                 sh, sw = small.shape[:2]
                 n_crops = max(1, int(round(crops_per_megapixel * sh * sw / 1e6)))
                 tops = rng.integers(0, sh - crop + 1, n_crops)
@@ -459,7 +462,7 @@ def prepare_dataset(
             records.append({**asdict(s), "name": name, "split": split, "sha256": digest,
                             "source_size": [h, w], "size": list(small.shape[:2]),
                             "downscale": round(factor, 4), "crops": n_crops})
-        if not any(r["split"] == "train" for r in records):
+        if not crops:
             raise DataError("no training photos large enough to crop; add sources")
         manifest = {
             "format": "edge-sdk-dataset",

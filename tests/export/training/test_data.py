@@ -104,21 +104,22 @@ def test_short_side_prepares_photos_at_the_classifiers_scale_with_the_same_split
     sizes = {"wide": (375, 500), "tall": (600, 400), "small": (180, 260), "png": (450, 300)}
     for i, (name, (h, w)) in enumerate(sizes.items()):
         Image.fromarray(photo(300 + i, h, w)).save(src / f"{name}{'.png' if name == 'png' else '.jpg'}", quality=95)
-    codec = prepare_dataset(scan_folder(src, "CC0-1.0"), tmp_path / "codec", crop=64, val_every=3, protected=[])
-    adapter = prepare_dataset(scan_folder(src, "CC0-1.0"), tmp_path / "adapter", crop=192, val_every=3,
+    # val_every 2 holds out two of the four; "small" must land in the training split to test the crop rule
+    codec = prepare_dataset(scan_folder(src, "CC0-1.0"), tmp_path / "codec", crop=64, val_every=2, protected=[])
+    adapter = prepare_dataset(scan_folder(src, "CC0-1.0"), tmp_path / "adapter", crop=192, val_every=2,
                               short_side=224, protected=[])
     assert adapter["options"]["short_side"] == 224 and codec["options"]["short_side"] == 0
     by_name = {r["name"]: r for r in adapter["images"]}
     assert by_name["wide"]["size"] == [224, 299] and by_name["tall"]["size"] == [336, 224]
     assert by_name["png"]["size"] == [336, 224]  # PNGs too: the scale is the point, not JPEG blocking
     assert by_name["small"]["size"] == [180, 260] and by_name["small"]["downscale"] == 1.0  # never enlarged
-    assert by_name["small"]["split"] == "val"  # shorter than the crop: held out
     stored = load_rgb(tmp_path / "adapter" / by_name["wide"]["split"] / "wide.png")
     assert stored.shape == (224, 299, 3)
-    # the held-out photos of the codec's set stay held out in the adapter's
-    codec_val = {r["name"] for r in codec["images"] if r["split"] == "val"}
-    assert codec_val <= {r["name"] for r in adapter["images"] if r["split"] == "val"}
-    assert {r["name"] for r in codec["images"]} == set(by_name)
+    # the split is the content hashes' alone: a held-out photo of the codec's set is held out in the adapter's
+    assert {r["name"]: r["split"] for r in codec["images"]} == {n: r["split"] for n, r in by_name.items()}
+    crops = json.loads((tmp_path / "adapter/crops.json").read_text())["crops"]
+    assert by_name["small"]["split"] == "train" and by_name["small"]["crops"] == 0 and "small" not in {c[0] for c in crops}  # shorter than the crop
+    assert {c[0] for c in crops} == {n for n, r in by_name.items() if r["split"] == "train" and n != "small"}
 
 
 def test_odd_images_become_rgb(tmp_path):
