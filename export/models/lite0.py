@@ -51,28 +51,17 @@ class LatentAdapter(nn.Module):
     The block works at ``width`` channels (wider than Lite0's 24) with a 5×5 depthwise conv:
     with a single 24-channel block every H/4 output was an almost linear function of one
     latent vector, and distillation stalled at ~10 % top-1 agreement (measured).
-
-    ``blocks > 1`` adds further blocks after the first (``extra_blocks``). Their last 1×1
-    starts at zero, as ResNet's zero-init residual, so each starts as the identity: an adapter
-    grown from a trained one-block adapter computes exactly what it did until it trains.
     """
 
-    def __init__(self, latent_channels: int, out_channels: int, factor: int = 4, width: int = 48, expand: int = 4,
-                 blocks: int = 1):
+    def __init__(self, latent_channels: int, out_channels: int, factor: int = 4, width: int = 48, expand: int = 4):
         super().__init__()
-        if blocks < 1:
-            raise ValueError(f"an adapter needs at least one block, got {blocks}")
         self.project = nn.Conv2d(latent_channels, width * factor * factor, 1)
         self.shuffle = nn.PixelShuffle(factor)
         self.block = InvertedResidual(width, expand, kernel=5)
-        self.extra_blocks = nn.Sequential(*(InvertedResidual(width, expand, kernel=5) for _ in range(blocks - 1)))
-        for extra in self.extra_blocks:
-            nn.init.zeros_(extra.project.weight)
-            nn.init.zeros_(extra.project.bias)
         self.out = nn.Conv2d(width, out_channels, 1)
 
     def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
-        return self.out(self.extra_blocks(self.block(self.shuffle(self.project(y_hat)))))
+        return self.out(self.block(self.shuffle(self.project(y_hat))))
 
 
 def build_efficientnet_lite0() -> nn.Module:
@@ -112,7 +101,7 @@ class Lite0Model(GainHyperpriorCodec):
     classifier_tiling = ClassifierTiling(scale_num=1, scale_den=2, margin=16)
     trunk_channels = 1280
 
-    def __init__(self, N: int = 96, M: int = 128, levels: int = 4, adapter_blocks: int = 1):
+    def __init__(self, N: int = 96, M: int = 128, levels: int = 4):
         super().__init__()
         self.latent_channels, self.hyper_channels, self.num_qualities = M, N, levels
         self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
@@ -130,7 +119,7 @@ class Lite0Model(GainHyperpriorCodec):
         self.hyper_gain = QualityGain(levels, N)
         self.inverse_hyper_gain = QualityGain(levels, N)
         self.entropy_bottleneck = EntropyBottleneck(N)
-        self.adapter = LatentAdapter(M, ADAPTER_CHANNELS, blocks=adapter_blocks)
+        self.adapter = LatentAdapter(M, ADAPTER_CHANNELS)
         self.task_model = build_efficientnet_lite0()
         # Drop-connect is a training regulariser of the (frozen) backbone; keep it off everywhere.
         self.task_model._global_params = self.task_model._global_params._replace(drop_connect_rate=None)
