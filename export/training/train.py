@@ -695,8 +695,12 @@ def export_weights(run_or_checkpoint: str | Path, out: str | Path, groups: tuple
     state = torch.load(path, map_location="cpu", weights_only=False)
     model = create_model(state["config"]["model"])
     model.load_state_dict(state["model"])
-    # the shipped z tables are derived from the quantiles: make sure they sit on the density
-    model.entropy_bottleneck.settle_quantiles()
+    # the shipped z tables are derived from the quantiles: make sure they sit on the density. Only
+    # stages that moved the density need it; an adapter run's codec is its --init's, already settled,
+    # and settling again moves the tail quantiles of narrow channels (up to 0.36 on lite0), so the
+    # codec of an adapter run's weights would no longer be the one measured
+    if state["config"]["stage"] in ("codec", "prior"):
+        model.entropy_bottleneck.settle_quantiles()
     tensors = {}
     for key, value in model.state_dict().items():
         if weight_group_of(model, key) in groups and value.is_floating_point():

@@ -124,6 +124,22 @@ def test_init_adapter_takes_only_the_adapter_from_its_file(dataset, tmp_path):
     assert result.exit_code != 0 and "does not hold this model's adapter" in result.output
 
 
+def test_adapter_run_exports_its_inits_codec_bit_for_bit(dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    train(config(dataset, tmp_path / "c", "codec", steps=1, lpips_weight=0.0))
+    export_weights(tmp_path / "c", tmp_path / "c.safetensors")
+    codec = load_file(str(tmp_path / "c.safetensors"))
+    # the codec export settled the quantiles; a second settle would still move them, and the adapter
+    # run's export must not: its weights then hold a codec other than the one measured
+    train(config(dataset, tmp_path / "a", "adapter", steps=2, init=str(tmp_path / "c.safetensors")))
+    export_weights(tmp_path / "a", tmp_path / "a.safetensors")
+    adapted = load_file(str(tmp_path / "a.safetensors"))
+    assert set(adapted) == set(codec)
+    changed = {k for k in codec if not torch.equal(codec[k], adapted[k])}
+    assert changed and all(k.startswith("adapter.") for k in changed), sorted(changed)[:5]
+
+
 def test_picm_objective_and_weight_export(dataset, tmp_path):
     metrics = train(config(dataset, tmp_path / "p", "codec", objective="picm", steps=1))
     assert "task" in metrics and metrics["task"] >= 0
