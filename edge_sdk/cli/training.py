@@ -400,7 +400,9 @@ def _kodak_figures(net, folder: Path, card: Path, plot: Optional[Path]) -> dict:
 def train_card(
     weights: Path = typer.Option(..., help="The shipped weights (.safetensors from export-weights)."),
     runs: list[Path] = typer.Option(..., "--run", help="Training run folders, in order (repeatable)."),
-    dataset: Path = typer.Option(..., help="The prepared dataset (its held-out photos are evaluated)."),
+    dataset: Optional[Path] = typer.Option(
+        None, help="A prepared dataset whose held-out photos the level report decodes. The card's data lines come "
+        "from each --run's own training set (config.json)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model card (.md); a .json with the figures goes beside it."),
     note: list[str] = typer.Option([], "--note", help="A line for the card's notes (repeatable)."),
     model: ModelOpt = "lite0",
@@ -425,7 +427,7 @@ def train_card(
     """Evaluate weights and write the model card (Markdown, with its figures in a .json beside it).
 
     Example (the shipped lite0):
-    edge-sdk train card --weights export/weights/lite0.safetensors --run RUN ... --dataset data/photos
+    edge-sdk train card --weights export/weights/lite0.safetensors --run RUN ...
     --kodak KODAK --eval eval_val/results.json --no-level-report --out export/weights/lite0.md
     """
     try:
@@ -455,6 +457,8 @@ def train_card(
     net.eval()
     reports = []
     if level_report:
+        if dataset is None and images is None:
+            fail("the level report decodes held-out photos: give --dataset (or --images), or --no-level-report")
         photos = reporting.held_out_photos(dataset, max_side=max_side, short_side=short_side, folder=images)
         if not photos:
             fail(f"{dataset} has no held-out photos")
@@ -483,8 +487,17 @@ def train_card(
                          "device": cfg["device"] if cfg["device"] != "auto" else
                          ("cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"),
                          "command": f"edge-sdk train {cfg['stage']} (config.json of {run.name})"})
-    dataset_meta = json.loads((dataset / "dataset.json").read_text())
-    write_model_card(out, name=model, runs=run_rows, dataset=dataset_meta, reports=reports,
+    # each run names its training set in config.json (the codec and the adapter train on different ones)
+    used_by: dict[str, list[str]] = {}
+    for run in runs:
+        used_by.setdefault(json.loads((run / "config.json").read_text())["dataset"], []).append(run.name)
+    datasets = []
+    for folder, names in used_by.items():
+        manifest = Path(folder) / "dataset.json"
+        if not manifest.is_file():
+            fail(f"run {names[0]} trained on {folder}, which holds no dataset.json any more")
+        datasets.append((json.loads(manifest.read_text()), names))
+    write_model_card(out, name=model, runs=run_rows, datasets=datasets, reports=reports,
                      notes=[f"Weights: {weights.name}, float16.", *note],
                      scale=f"short side {short_side} px" if short_side > 0 else f"long side ≤ {max_side} px",
                      kodak=kodak_figures, evaluation=summary, evaluation_title=evaluation_title)

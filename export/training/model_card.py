@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from edge_sdk.runtime.fileio import atomic_write
 
@@ -36,14 +36,18 @@ def _fmt(value: Optional[float], spec: str, none: str = "–") -> str:
     return none if value is None else format(value, spec)
 
 
-def dataset_line(dataset: dict) -> str:
-    """What the training photos were, by origin, from a prepared dataset's ``dataset.json``."""
+def dataset_line(dataset: dict, runs: Sequence[str] = ()) -> str:
+    """What the training photos were, by origin, from a prepared dataset's ``dataset.json``;
+    ``runs`` names the runs that trained on it (a recipe's stages may use different sets)."""
     counts = dataset["counts"]
     origins = Counter(r["origin"].split(":")[0] + (":" + r["origin"].split(":")[1] if r["origin"].startswith("git:") else "")
                       for r in dataset["images"] if r.get("split", "train") == "train")
     by_origin = ", ".join(f"{n} from {o}" for o, n in origins.most_common())
-    return (f"Data: `edge-sdk data prepare` — {counts['train_images']} training photos ({counts['train_megapixels']} MP, "
-            f"{counts['train_crops']} crop positions; {by_origin}), {counts['val_images']} held out. Licences: "
+    short_side = dataset.get("options", {}).get("short_side", 0)
+    scale = f"reduced to a {short_side}-px short side" if short_side else "JPEGs reduced 2× or more"
+    used_by = f" of {', '.join(runs)}" if runs else ""
+    return (f"Data{used_by}: `edge-sdk data prepare` — {counts['train_images']} training photos ({counts['train_megapixels']} MP, "
+            f"{scale}, {counts['train_crops']} crop positions; {by_origin}), {counts['val_images']} held out. Licences: "
             f"{', '.join(dataset['licences'])} (per photo, with source, commit and path, in the dataset's `dataset.json`).")
 
 
@@ -113,7 +117,8 @@ def evaluation_section(summary: dict, title: str) -> list[str]:
     return lines + [""]
 
 
-def write_model_card(path: str | Path, *, name: str, runs: list[dict], dataset: dict, reports: list[dict],
+def write_model_card(path: str | Path, *, name: str, runs: list[dict], datasets: list[tuple[dict, list[str]]],
+                     reports: list[dict],
                      notes: list[str], scale: str, kodak: Optional[dict] = None,
                      evaluation: Optional[dict] = None, evaluation_title: str = "Machine accuracy") -> None:
     """``runs``: one dict per training stage (stage, steps, batch, crop, seconds, device, command);
@@ -124,7 +129,9 @@ def write_model_card(path: str | Path, *, name: str, runs: list[dict], dataset: 
     for r in runs:
         lines.append(f"| {r['stage']} | {r['steps']} | {r['batch']} × {r['crop']}² | {r['seconds'] / 60:.0f} min | "
                      f"{r['device']} | `{r['command']}` |")
-    lines += ["", dataset_line(dataset), ""]
+    lines += [""]
+    for dataset, used_by in datasets:
+        lines += [dataset_line(dataset, used_by), ""]
     if kodak:
         lines += kodak_section(kodak)
     if evaluation:

@@ -373,6 +373,34 @@ def test_cli_rd_curve_measures_what_training_evaluates(dataset, tmp_path):
     assert unknown.exit_code == 2 and "registered models" in unknown.output
 
 
+def test_cli_card_names_each_runs_own_training_set(dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from edge_sdk.cli import app
+    from edge_sdk.export.training.data import prepare_dataset, scan_folder
+
+    small_photos(tmp_path / "src", seed=5, size=(200, 150))
+    scaled = tmp_path / "scaled"
+    prepare_dataset(scan_folder(tmp_path / "src", "CC0-1.0", split="train"), scaled, crop=64, short_side=96,
+                    protected=[])
+    codec_run, adapter_run = tmp_path / "codec_run", tmp_path / "adapter_run"
+    train(config(dataset, codec_run, "codec", steps=1, lpips_weight=0.0))
+    export_weights(codec_run, tmp_path / "c.safetensors")
+    train(config(scaled, adapter_run, "adapter", steps=1, init=str(tmp_path / "c.safetensors")))
+    export_weights(adapter_run, tmp_path / "a.safetensors")
+    card = tmp_path / "card.md"
+    args = ["train", "card", "--weights", str(tmp_path / "a.safetensors"), "--run", str(codec_run), "--run",
+            str(adapter_run), "--model", MODEL, "--out", str(card)]
+    refused = CliRunner().invoke(app, args)  # the level report needs held-out photos
+    assert refused.exit_code != 0 and "--no-level-report" in refused.output and not card.exists()
+    result = CliRunner().invoke(app, args + ["--no-level-report"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in card.read_text().splitlines() if line.startswith("Data")]
+    assert len(lines) == 2
+    assert lines[0].startswith("Data of codec_run:") and "JPEGs reduced 2× or more" in lines[0]
+    assert lines[1].startswith("Data of adapter_run:") and "reduced to a 96-px short side" in lines[1]
+
+
 def test_cli_card_shows_kodak_beside_pillow_and_published_curves_and_the_eval(dataset, tmp_path):
     import json
 
