@@ -485,7 +485,8 @@ def train_card(
                          "steps": int(last[0]), "batch": cfg["batch_size"], "crop": cfg["crop"],
                          "seconds": seconds,
                          "device": cfg["device"] if cfg["device"] != "auto" else
-                         ("cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"),
+                         ("cuda" if torch.cuda.is_available()
+                          else f"cpu ({cfg.get('threads') or torch.get_num_threads()} threads)"),  # the run's, not ours
                          "command": f"edge-sdk train {cfg['stage']} (config.json of {run.name})"})
     # each run names its training set in config.json (the codec and the adapter train on different ones)
     used_by: dict[str, list[str]] = {}

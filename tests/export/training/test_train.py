@@ -45,7 +45,8 @@ def small_photos(folder, seed, size=(140, 100)):
 
 def config(dataset, run, stage, **kw):
     return TrainConfig(stage=stage, dataset=str(dataset), run_dir=str(run), steps=kw.pop("steps", 2), batch_size=2,
-                       crop=64, checkpoint_every=1, log_every=1, threads=2, model=kw.pop("model", MODEL), **kw)
+                       crop=64, checkpoint_every=1, log_every=1, threads=kw.pop("threads", 2),
+                       model=kw.pop("model", MODEL), **kw)
 
 
 def test_codec_stage_resumes_to_the_same_weights(dataset, tmp_path):
@@ -386,7 +387,7 @@ def test_cli_card_names_each_runs_own_training_set(dataset, tmp_path):
     codec_run, adapter_run = tmp_path / "codec_run", tmp_path / "adapter_run"
     train(config(dataset, codec_run, "codec", steps=1, lpips_weight=0.0))
     export_weights(codec_run, tmp_path / "c.safetensors")
-    train(config(scaled, adapter_run, "adapter", steps=1, init=str(tmp_path / "c.safetensors")))
+    train(config(scaled, adapter_run, "adapter", steps=1, init=str(tmp_path / "c.safetensors"), threads=1))
     export_weights(adapter_run, tmp_path / "a.safetensors")
     card = tmp_path / "card.md"
     args = ["train", "card", "--weights", str(tmp_path / "a.safetensors"), "--run", str(codec_run), "--run",
@@ -399,6 +400,8 @@ def test_cli_card_names_each_runs_own_training_set(dataset, tmp_path):
     assert len(lines) == 2
     assert lines[0].startswith("Data of codec_run:") and "JPEGs reduced 2× or more" in lines[0]
     assert lines[1].startswith("Data of adapter_run:") and "reduced to a 96-px short side" in lines[1]
+    rows = [line for line in card.read_text().splitlines() if "config.json of" in line]
+    assert "cpu (2 threads)" in rows[0] and "cpu (1 threads)" in rows[1]  # each run's own thread count
 
 
 def test_cli_card_shows_kodak_beside_pillow_and_published_curves_and_the_eval(dataset, tmp_path):
