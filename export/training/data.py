@@ -373,7 +373,7 @@ def prepare_dataset(
     ``short_side`` pixels (never enlarged), the scale a classifier is judged at
     (``imagenet-sample/val`` is 224 px on the short side). The adapter learns at the scale it
     will see; the ≥ 2× JPEG rule would leave ImageNet photos at about 188 px, and an adapter
-    chosen there fell 6 points behind the teacher on 224-px photos (docs/training.md).
+    chosen there fell 5–10 points behind the teacher on 224-px photos (docs/training.md).
     The split depends on the content hashes alone, never on the scale: held-out photos stay held
     out in every set prepared from the same sources (a training photo too small to crop gets none).
 
