@@ -469,8 +469,11 @@ def train_card(
     if kodak is not None:
         kodak_figures = _kodak_figures(net, kodak, out, kodak_plot)
     run_rows = []
+    # each run names its training set in config.json (the codec and the adapter train on different ones)
+    used_by: dict[str, list[str]] = {}
     for run in runs:
         cfg = json.loads((run / "config.json").read_text())
+        used_by.setdefault(cfg["dataset"], []).append(run.name)
         log = (run / "log.csv").read_text().strip().splitlines()
         last = log[-1].split(",")
         # a resumed run restarts its clock: add up the segments
@@ -488,10 +491,6 @@ def train_card(
                          ("cuda" if torch.cuda.is_available()
                           else f"cpu ({cfg.get('threads') or torch.get_num_threads()} threads)"),  # the run's, not ours
                          "command": f"edge-sdk train {cfg['stage']} (config.json of {run.name})"})
-    # each run names its training set in config.json (the codec and the adapter train on different ones)
-    used_by: dict[str, list[str]] = {}
-    for run in runs:
-        used_by.setdefault(json.loads((run / "config.json").read_text())["dataset"], []).append(run.name)
     datasets = []
     for folder, names in used_by.items():
         manifest = Path(folder) / "dataset.json"

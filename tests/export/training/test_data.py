@@ -118,7 +118,9 @@ def test_short_side_prepares_photos_at_the_classifiers_scale_with_the_same_split
     # the split is the content hashes' alone: a held-out photo of the codec's set is held out in the adapter's
     assert {r["name"]: r["split"] for r in codec["images"]} == {n: r["split"] for n, r in by_name.items()}
     crops = json.loads((tmp_path / "adapter/crops.json").read_text())["crops"]
-    assert by_name["small"]["split"] == "train" and by_name["small"]["crops"] == 0 and "small" not in {c[0] for c in crops}  # shorter than the crop
+    # shorter than the crop: in training, without crops
+    assert by_name["small"]["split"] == "train" and by_name["small"]["crops"] == 0
+    assert "small" not in {c[0] for c in crops}
     assert {c[0] for c in crops} == {n for n, r in by_name.items() if r["split"] == "train" and n != "small"}
 
 
